@@ -1,0 +1,3 @@
+"""lawful: privacy operations from one manifest."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,99 @@
+"""Storage limitation (Art. 5(1)(e)) and the retention rules that keep it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from lawful.checks.base import Context, Hit, Severity, rule
+from lawful.manifest.model import Activity, Basis, Clock, Manifest, RetentionRule
+from lawful.manifest.taxonomy import Taxonomy
+
+_EVENT_CLOCKS = {Clock.event, Clock.last_event, Clock.financial_year_end, Clock.decision}
+_ENDS_BY_ITSELF = {Clock.consent_withdrawal, Clock.processing, Clock.contract_end}
+
+
+def rules_for(activity: Activity, manifest: Manifest, tax: Taxonomy) -> list[RetentionRule]:
+    """Rules that govern an activity: named for it, or by category when they name none."""
+    return [r for r in manifest.retention
+            if activity.id in r.activities
+            or (not r.activities and r.categories
+                and any(tax.covered(c, activity.categories) for c in r.categories))]
+
+
+@rule("retention-missing", Severity.error, "GDPR Art. 5(1)(e), 13(2)(a)",
+      "Data with no retention rule")
+def retention_missing(ctx: Context) -> Iterator[Hit]:
+    for i, act in enumerate(ctx.manifest.activities):
+        if act.role == "controller" and not rules_for(act, ctx.manifest, ctx.taxonomy):
+            yield (("activities", i, "id"),
+                   f"activity {act.id!r} has no retention rule: the notice must say how long "
+                   "its data is kept, and nothing will ever delete it",
+                   "add a retention rule with activities: [" + act.id + "]")
+
+
+@rule("retention-rule-unused", Severity.warning, "GDPR Art. 5(1)(e)",
+      "Retention rule that applies to nothing")
+def rule_unused(ctx: Context) -> Iterator[Hit]:
+    held = {r for s in ctx.manifest.systems for t in s.tables for r in t.retention}
+    held |= {f.retention for s in ctx.manifest.systems for t in s.tables for f in t.fields}
+    for i, r in enumerate(ctx.manifest.retention):
+        if not (r.activities or r.categories or r.subjects) and r.id not in held:
+            yield (("retention", i, "id"),
+                   f"retention rule {r.id!r} names no activity, category, subject or table",
+                   "add activities: or categories: it applies to")
+
+
+@rule("retention-obligation-without-law", Severity.error, "GDPR Art. 6(1)(c), 17(3)(b)",
+      "Retention for a legal obligation without the law")
+def obligation_without_law(ctx: Context) -> Iterator[Hit]:
+    for i, r in enumerate(ctx.manifest.retention):
+        if r.basis is Basis.legal_obligation and not r.law:
+            yield (("retention", i, "basis"),
+                   f"retention rule {r.id!r} keeps data for a legal obligation without naming "
+                   "the law, so it cannot justify refusing an erasure",
+                   "add law: the act and article requiring the period")
+
+
+@rule("retention-clock-incomplete", Severity.error, "GDPR Art. 5(1)(e), 13(2)(a)",
+      "Retention clock without its event or period")
+def clock_incomplete(ctx: Context) -> Iterator[Hit]:
+    for i, r in enumerate(ctx.manifest.retention):
+        if r.after in _EVENT_CLOCKS and not (r.event or r.columns):
+            yield (("retention", i, "after"),
+                   f"retention rule {r.id!r} counts from an event ({r.after.value}) it does "
+                   "not name", "add event: (in words) and columns: table.column")
+        if r.after is Clock.consent_withdrawal and not r.consent_purpose:
+            yield (("retention", i, "after"),
+                   f"retention rule {r.id!r} runs until consent is withdrawn but names no "
+                   "consent purpose", "add consent_purpose:")
+        if r.keep is None and r.maximum is None and r.after not in _ENDS_BY_ITSELF:
+            yield (("retention", i),
+                   f"retention rule {r.id!r} has no period (keep:) and no maximum, so it never "
+                   "ends", "add keep: e.g. '1 year', or maximum:")
+
+
+@rule("retention-long-without-law", Severity.warning, "GDPR Art. 5(1)(e)",
+      "Retention of 10 years or more without a legal obligation")
+def long_without_law(ctx: Context) -> Iterator[Hit]:
+    for i, r in enumerate(ctx.manifest.retention):
+        longest = max((d.approx_days for d in (r.keep, r.maximum) if d), default=0)
+        if longest >= 3652 and r.basis is not Basis.legal_obligation:
+            yield (("retention", i, "keep"),
+                   f"retention rule {r.id!r} keeps data {r.keep or r.maximum} without a legal "
+                   "obligation to do so", "shorten it, or give basis: legal_obligation and law:")
+
+
+@rule("retention-event-unknown", Severity.error, "GDPR Art. 5(1)(e)",
+      "Retention clock on a table that no system declares")
+def event_unknown(ctx: Context) -> Iterator[Hit]:
+    tables = {t.name for s in ctx.manifest.systems for t in s.tables}
+    tables |= {f"{s.id}.{t.name}" for s in ctx.manifest.systems for t in s.tables}
+    if not tables:
+        return  # no systems declared yet: nothing to enforce against
+    for i, r in enumerate(ctx.manifest.retention):
+        for j, column in enumerate(r.columns):
+            table = column.rsplit(".", 1)[0]
+            if "." not in column or table not in tables:
+                yield (("retention", i, "columns", j),
+                       f"retention rule {r.id!r} counts from {column!r}, which is not a "
+                       "column of a declared table", "write it as table.column of a system table")

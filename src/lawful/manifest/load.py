@@ -1,0 +1,187 @@
+"""Load a manifest file: YAML -> typed model, with every problem pinned to file:line:column."""
+
+from __future__ import annotations
+
+import os
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path as FsPath
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from lawful.manifest.errors import ManifestError, Path, Problem, format_path
+from lawful.manifest.model import Manifest
+from lawful.manifest.references import check_references
+from lawful.manifest.suggest import suggest
+from lawful.manifest.yamlsource import MAX_BYTES, Positions, SourceError, read_yaml
+
+DEFAULT_FILE = "lawful.yaml"
+
+
+def find_manifest(explicit: str | None) -> FsPath:
+    """--manifest, then LAWFUL_MANIFEST, then ./lawful.yaml (DESIGN.md's contract)."""
+    chosen = explicit or os.environ.get("LAWFUL_MANIFEST") or DEFAULT_FILE
+    return FsPath(chosen)
+
+
+@dataclass(frozen=True)
+class Located:
+    """A loaded manifest with where each of its values sits in the file."""
+
+    manifest: Manifest
+    positions: Positions
+    file: str
+
+
+def load_manifest(path: str | os.PathLike[str]) -> Manifest:
+    return load_located(path).manifest
+
+
+def load_manifest_text(text: str, name: str = "<manifest>") -> Manifest:
+    return located_from_text(text, name).manifest
+
+
+def load_located(path: str | os.PathLike[str]) -> Located:
+    file = FsPath(path)
+    name = str(path)
+    try:
+        size = file.stat().st_size
+    except FileNotFoundError:
+        raise ManifestError([Problem(name, 1, 1, "(document)", "no such file",
+                                     "pass --manifest FILE or set LAWFUL_MANIFEST")]) from None
+    except OSError as exc:
+        raise ManifestError([Problem(name, 1, 1, "(document)", f"cannot read: {exc}")]) from None
+    if size > MAX_BYTES:
+        # Refuse before reading: a 10 MB file is never a manifest.
+        raise ManifestError([Problem(
+            name, 1, 1, "(document)",
+            f"the file is {size / 1024 / 1024:.1f} MB; a manifest is refused above "
+            f"{MAX_BYTES // (1024 * 1024)} MB")])
+    try:
+        raw = file.read_bytes()
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ManifestError([Problem(name, 1, 1, "(document)",
+                                     f"not UTF-8 text (byte {exc.start})",
+                                     "save the file as UTF-8")]) from None
+    except OSError as exc:
+        raise ManifestError([Problem(name, 1, 1, "(document)", f"cannot read: {exc}")]) from None
+    return located_from_text(text, name)
+
+
+def located_from_text(text: str, name: str = "<manifest>") -> Located:
+    try:
+        data, positions = read_yaml(text)
+    except SourceError as exc:
+        raise ManifestError([Problem(name, exc.line, exc.column, format_path(exc.path),
+                                     exc.message)]) from None
+    try:
+        manifest = Manifest.model_validate(data)
+    except ValidationError as exc:
+        raise ManifestError(_shape_problems(exc, positions, name)) from None
+    problems = [
+        _problem(name, positions, path, message, hint, prefer_key)
+        for path, message, hint, prefer_key in check_references(manifest)
+    ]
+    if problems:
+        raise ManifestError(problems)
+    return Located(manifest, positions, name)
+
+
+def _problem(name: str, positions: Positions, path: Path, message: str, hint: str | None,
+             prefer_key: bool = False) -> Problem:
+    line, col = positions.of(path, prefer_key)
+    return Problem(name, line, col, format_path(path), message, hint)
+
+
+# --- pydantic errors into plain words ----------------------------------------------------------
+
+
+def _shape_problems(exc: ValidationError, positions: Positions, name: str) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: set[tuple[Path, str]] = set()
+    for err in exc.errors(include_url=False):
+        loc = _clean_loc(err["loc"])
+        kind = err["type"]
+        hint: str | None = None
+        if kind == "extra_forbidden":
+            key = str(loc[-1])
+            allowed = _fields_at(loc[:-1])
+            message = f"unknown key {key!r}"
+            hint = suggest(key, allowed) or (
+                f"allowed keys: {', '.join(sorted(allowed))}" if allowed else None)
+            problem = _problem(name, positions, loc, message, hint, prefer_key=True)
+        elif kind == "missing":
+            message = f"missing required key {loc[-1]!r}"
+            problem = _problem(name, positions, loc, message, None)
+        else:
+            message = err["msg"]
+            value = err.get("input")
+            if kind in {"enum", "literal_error"} and isinstance(value, str):
+                expected = _expected(err.get("ctx", {}).get("expected", ""))
+                hint = suggest(value, expected)
+                message = f"{value!r} is not allowed: {message.lower()}"
+            elif kind == "string_pattern_mismatch" and loc and loc[-1] in {"id", "parent"}:
+                message = (f"{_show(value)} is not a valid id: use letters, digits and "
+                           "'.', '_' or '-', starting with a letter or digit")
+            elif kind.endswith("_type") or kind.endswith("_parsing"):
+                message = f"wrong type: {message.lower()} (got {_show(value)})"
+            problem = _problem(name, positions, loc, message, hint)
+        if (loc, problem.message) not in seen:
+            seen.add((loc, problem.message))
+            problems.append(problem)
+    return problems
+
+
+def _clean_loc(loc: tuple[Any, ...]) -> Path:
+    # Union branches and validators add labels that are not in the document; drop them.
+    return tuple(p for p in loc if isinstance(p, int) or not (
+        "[" in p or p.startswith(("function-", "lax-", "strict-")) or p in {"str", "int"}))
+
+
+def _expected(text: str) -> list[str]:
+    return [part.strip(" '\"") for part in text.replace(" or ", ",").split(",") if part.strip()]
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Strip Annotated/Optional to the model class or list inside."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            annotation = args[0] if len(args) == 1 else annotation
+            if len(args) != 1:
+                return annotation
+        else:
+            return annotation
+
+
+def _fields_at(path: Path) -> list[str]:
+    """The keys a model accepts at `path` of the document, for suggestions."""
+    current: Any = Manifest
+    for part in path:
+        current = _unwrap(current)
+        if isinstance(part, int):
+            if typing.get_origin(current) is not list:
+                return []
+            current = typing.get_args(current)[0]
+        elif isinstance(current, type) and issubclass(current, BaseModel):
+            info = current.model_fields.get(part)
+            if info is None:
+                return []
+            current = info.annotation
+        else:
+            return []
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []

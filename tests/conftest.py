@@ -1,0 +1,37 @@
+"""Shared fixtures. Tests that need a server read LAWFUL_TEST_*_URL and skip without it,
+unless LAWFUL_REQUIRE_SERVICES=1 (CI), where a missing service is a failure."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+KERF = ROOT / "examples" / "kerf" / "lawful.yaml"
+SEEDS = ROOT / "examples" / "seeds"
+
+
+def service_url(name: str) -> str:
+    """The URL of a test service, or skip (fail in CI) with the reason."""
+    var = f"LAWFUL_TEST_{name.upper()}_URL"
+    url = os.environ.get(var)
+    if not url:
+        reason = f"{var} is not set"
+        if os.environ.get("LAWFUL_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"{reason}, and LAWFUL_REQUIRE_SERVICES=1 requires it")
+        pytest.skip(reason)
+    return url
+
+
+_KERF_DATA: dict[str, Any] = yaml.safe_load(KERF.read_text())
+
+
+@pytest.fixture
+def kerf_data() -> dict[str, Any]:
+    """The Kerf manifest as plain data, a fresh copy to mutate."""
+    return copy.deepcopy(_KERF_DATA)
