@@ -1,0 +1,3 @@
+from lawful.cli import run
+
+run()
