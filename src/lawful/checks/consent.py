@@ -111,3 +111,24 @@ def marketing_without_opt_out(ctx: Context) -> Iterator[Hit]:
                    f"activity {act.id!r} sends direct marketing without an opt-out; the "
                    "objection to direct marketing is absolute",
                    "offer an unsubscribe link in every message and set opt_out: true")
+
+
+# Reading or storing on a visitor's device (cookies, pixels, device ids) needs consent unless it
+# is strictly necessary for a service the visitor asked for.
+_DEVICE = ("user.device.cookie", "user.device.cookie_id", "user.device.device_id")
+_STRICTLY_NECESSARY = ("essential", "functional")
+
+
+@rule("cookies-without-consent", Severity.error, "ePrivacy Directive Art. 5(3)",
+      "Cookies or device identifiers without consent")
+def cookies_without_consent(ctx: Context) -> Iterator[Hit]:
+    for i, act in enumerate(ctx.manifest.activities):
+        device = [c for c in act.categories
+                  if any(ctx.taxonomy.is_within(c, d) for d in _DEVICE)]
+        necessary = (act.data_use or "").startswith(_STRICTLY_NECESSARY)
+        if device and not necessary and not act.has_basis(Basis.consent):
+            yield (("activities", i, "categories"),
+                   f"activity {act.id!r} reads {', '.join(device)} from people's devices "
+                   "without consent; only strictly necessary storage is exempt",
+                   "rely on consent (a consent purpose for the cookie), or declare a "
+                   "strictly necessary data_use (essential.*)")

@@ -66,6 +66,15 @@ def clock_incomplete(ctx: Context) -> Iterator[Hit]:
             yield (("retention", i, "after"),
                    f"retention rule {r.id!r} runs until consent is withdrawn but names no "
                    "consent purpose", "add consent_purpose:")
+        if r.after is Clock.consent_withdrawal:
+            acts = [a for a in ctx.manifest.activities if a.id in r.activities]
+            for act in acts:
+                if not act.has_basis(Basis.consent):
+                    yield (("retention", i, "activities", r.activities.index(act.id)),
+                           f"retention rule {r.id!r} keeps the data of {act.id!r} until consent "
+                           "is withdrawn, but that activity does not rely on consent: nothing "
+                           "would ever end it", "give the rule a period (keep:), or correct the "
+                           "activity's basis")
         if r.keep is None and r.maximum is None and r.after not in _ENDS_BY_ITSELF:
             yield (("retention", i),
                    f"retention rule {r.id!r} has no period (keep:) and no maximum, so it never "

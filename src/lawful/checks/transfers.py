@@ -18,6 +18,8 @@ def transfer_without_safeguard(ctx: Context) -> Iterator[Hit]:
         if rec.safeguard in _VALID or rec.safeguard is Safeguard.privacy_shield:
             continue  # a valid safeguard, or the Privacy Shield, reported by its own rule
         exposed = [c for c in rec.countries if not free_to_receive(c, rec.dpf_certified)]
+        if rec.outside_eea and not [c for c in rec.countries if c not in EEA]:
+            exposed.append("an unnamed country outside the EEA")
         if exposed:
             yield (("recipients", i, "safeguard"),
                    f"recipient {rec.name!r} receives data in {', '.join(exposed)}, which has no "

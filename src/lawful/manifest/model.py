@@ -278,6 +278,8 @@ class Recipient(Strict):
     purpose: str | None = None
     country: Country | None = None
     locations: Annotated[list[Country], BeforeValidator(_listify)] = []
+    # For notices that say data "is sent outside the EEA" without naming where.
+    outside_eea: bool = False
     safeguard: Safeguard | None = None
     safeguard_reference: str | None = None
     derogation: Literal["a", "b", "c", "d", "e", "f", "g"] | None = Field(
