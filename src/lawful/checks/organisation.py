@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from lawful.checks.base import Context, Hit, Severity, rule
-from lawful.checks.countries import EEA
+from lawful.manifest.countries import EEA
 from lawful.manifest.model import ALL_RIGHTS, Basis
 
 _MONTH_DAYS = 31  # the longest a "one month" answer can last (Art. 12(3))

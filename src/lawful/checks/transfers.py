@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from lawful.checks.base import Context, Hit, Severity, rule
-from lawful.checks.countries import ADEQUACY_AS_OF, ADEQUATE, EEA, free_to_receive
+from lawful.manifest.countries import ADEQUACY_AS_OF, ADEQUATE, EEA, free_to_receive
 from lawful.manifest.model import Safeguard
 
 _VALID = {Safeguard.sccs, Safeguard.bcrs, Safeguard.art49}

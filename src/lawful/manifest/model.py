@@ -410,6 +410,9 @@ class FieldDecl(Strict):
     name: str
     category: Id | None = Field(None, description="None: the column holds no personal data.")
     identity: Identity | None = None
+    # How stored identities compare with a normalised one. Default: e-mail addresses are
+    # compared case-folded (an index on lower(column) keeps it fast), everything else exactly.
+    match: Literal["exact", "casefold"] | None = None
     erase: Strategy | None = None
     fixed_value: str | None = None
     provided: bool = Field(True, description="Provided by the person (Art. 20 portability).")
@@ -419,6 +422,9 @@ class FieldDecl(Strict):
 class Reference(Strict):
     field: str
     to: str = Field(description="'table.column', or 'system.table.column' across databases.")
+    # The referenced row is somebody else (an order's manufacturing partner): requests do not
+    # walk this edge, so erasing a customer never touches the partner.
+    other_person: bool = False
 
 
 class Table(Strict):
