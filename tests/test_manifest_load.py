@@ -215,3 +215,26 @@ def test_arbitrary_structures_under_organisation_give_problems_not_crashes(value
     text = yaml.safe_dump({"lawful": 1, "organisation": value, "activities": value})
     with pytest.raises(ManifestError):
         load_manifest_text(text)
+
+
+def test_shape_and_reference_problems_are_reported_together() -> None:
+    text = MINIMAL + """\
+subjects:
+  - {id: customer, name: Customers}
+activities:
+  - {id: broken, name: B, purpose: p, legal_bases: [consnt]}
+  - {id: a, name: A, purpose: p, subjects: [custmer], categories: [user.contact.emial]}
+recipients:
+  - {id: r, name: R, role: procesor}
+  - {id: s, name: S, role: processor, activities: [nope], country: Nowhereland}
+"""
+    found = problems(text)
+    joined = "\n".join(found)
+    assert "activities[0].legal_bases[0].basis: 'consnt'" in joined
+    assert "recipients[0].role: 'procesor'" in joined
+    assert "recipients[1].country: 'Nowhereland'" in joined
+    # the items after a broken one keep their own index, line and column
+    assert "m.yaml:13:45: activities[1].subjects[0]: unknown subject 'custmer'" in joined
+    assert "activities[1].categories[0]: unknown data category 'user.contact.emial'" in joined
+    assert "m.yaml:16:52: recipients[1].activities[0]: unknown activity 'nope'" in joined
+    assert len(found) == 6

@@ -330,3 +330,32 @@ def test_fabconnect_what_the_policy_does_say(fabconnect: Manifest) -> None:
                  "joint-controller-without-arrangement", "recipient-unused",
                  "special-without-art9"]:
         assert rule not in found, rule
+
+
+# --- The notice generated from the Fractory manifest ------------------------------------------
+
+
+def _section(text: str, heading: str) -> str:
+    start = text.index(f"## {heading}")
+    end = text.find("\n## ", start + 1)
+    return text[start:end if end != -1 else None]
+
+
+def test_fractory_notice_lists_its_activities_and_17_retention_periods(
+        fractory: Manifest) -> None:
+    from lawful.documents import render_notice
+
+    text = render_notice(fractory, "md")
+    collected = _section(text, "What we collect and why")
+    # The 12 rows of the notice's processing table, and the newsletter of its section 8: the
+    # 13 activities the notice declares with a purpose and a legal basis.
+    declared = [a for a in fractory.activities if a.legal_bases]
+    assert len(declared) == 13
+    for activity in fractory.activities:
+        assert f"### {activity.name}" in collected, activity.name
+    kept = _section(text, "How long we keep your data")
+    periods = [line for line in kept.splitlines() if line.startswith("- **")]
+    assert len(periods) == 17
+    for rule in fractory.retention:
+        assert rule.description and rule.description.rstrip(".") in kept, rule.id
+    assert "7 years after the end of the financial year when the transaction took place" in kept

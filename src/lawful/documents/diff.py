@@ -72,7 +72,7 @@ def _organisation(old: Manifest, new: Manifest) -> list[str]:
     before, after = old.organisation, new.organisation
     lines = []
     if before.name != after.name:
-        lines.append(f"{before.name} is now called {after.name}.")
+        lines.append(_renamed(before.name, after.name))
     if before.joint_arrangement != after.joint_arrangement and after.joint_arrangement:
         lines.append("The arrangement between the joint controllers changed: "
                      + sentence(" ".join(after.joint_arrangement.split())))
@@ -109,7 +109,7 @@ def _controllers(old: Manifest, new: Manifest) -> list[str]:
     lines += [f"{c.name} is no longer a controller of your data." for c in removed]
     for before, after in kept:
         if before.name != after.name:
-            lines.append(f"{before.name} is now called {after.name}.")
+            lines.append(_renamed(before.name, after.name))
         if (before.address, before.country) != (after.address, after.country):
             lines.append(f"The address of {after.name} is now "
                          f"{words.with_country(after.address, after.country)}.")
@@ -146,7 +146,7 @@ def _activity_changes(before: Activity, after: Activity, old: Manifest,
     name = after.name
     lines = []
     if before.name != after.name:
-        lines.append(f"{before.name} is now called {after.name}.")
+        lines.append(_renamed(before.name, after.name))
     if " ".join(before.purpose.split()) != " ".join(after.purpose.split()):
         lines.append(f"The purpose of {name} changed: {sentence(' '.join(after.purpose.split()))}")
     lines += _data_changes(before, after, old, new)
@@ -252,7 +252,7 @@ def _recipient_changes(before: Recipient, after: Recipient, old: Manifest,
                        new: Manifest) -> list[str]:
     name, lines = after.name, []
     if before.name != after.name:
-        lines.append(f"{before.name} is now called {after.name}.")
+        lines.append(_renamed(before.name, after.name))
     more, fewer = _added_removed(before.activities, after.activities)
     if more:
         lines.append(f"We now also share your data with {name} for: "
@@ -386,3 +386,8 @@ def _notice(old: Manifest, new: Manifest) -> list[str]:
     if before.cookies_url != after.cookies_url and after.cookies_url:
         lines.append(f"Our cookie settings are now at {after.cookies_url}.")
     return lines
+
+
+def _renamed(before: str, after: str) -> str:
+    # A name may end in a full stop ("Zendesk, Inc."): do not end the sentence with two.
+    return f"{before} is now called {after}" + ("" if after.endswith(".") else ".")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any
@@ -80,7 +82,15 @@ def located_from_text(text: str, name: str = "<manifest>") -> Located:
     try:
         manifest = Manifest.model_validate(data)
     except ValidationError as exc:
-        raise ManifestError(_shape_problems(exc, positions, name)) from None
+        problems = _shape_problems(exc, positions, name)
+        # Report reference problems too: validate what remains once the broken items are set
+        # aside, and map its paths back to the document.
+        salvaged = _salvage(data, exc)
+        if salvaged is not None:
+            partial, renumber = salvaged
+            problems += [_problem(name, positions, renumber(path), message, hint, prefer_key)
+                         for path, message, hint, prefer_key in check_references(partial)]
+        raise ManifestError(problems) from None
     problems = [
         _problem(name, positions, path, message, hint, prefer_key)
         for path, message, hint, prefer_key in check_references(manifest)
@@ -88,6 +98,92 @@ def located_from_text(text: str, name: str = "<manifest>") -> Located:
     if problems:
         raise ManifestError(problems)
     return Located(manifest, positions, name)
+
+
+def _salvage(data: Any, exc: ValidationError, rounds: int = 4
+             ) -> tuple[Manifest, Callable[[Path], Path]] | None:
+    """The manifest without the list items (or optional keys) that failed validation.
+
+    Returns it with a function that turns a path in it into the path in the original document
+    (removing list items shifts the indices after them), or None when nothing usable remains.
+    """
+    current = copy.deepcopy(data)
+    removed: dict[Path, list[int]] = {}  # list path (original) -> removed original indices
+    for _ in range(rounds):
+        for err in sorted(exc.errors(), key=lambda e: _clean_loc(e["loc"]), reverse=True):
+            loc = _clean_loc(err["loc"])
+            # First remove just the bad value (most keys are optional); when the key is
+            # required, remove the list item holding it; outside lists, stand in an empty text.
+            if err["type"] != "missing" and _delete_leaf(current, loc, removed):
+                continue
+            if not _drop(current, loc, removed):
+                parent = _walk(current, loc[:-1], removed)
+                if not isinstance(parent, dict):
+                    return None
+                parent[loc[-1]] = ""
+        try:
+            return Manifest.model_validate(current), lambda p: _original(p, removed)
+        except ValidationError as again:
+            exc = again
+    return None
+
+
+def _original(path: Path, removed: dict[Path, list[int]]) -> Path:
+    out: list[str | int] = []
+    for part in path:
+        if isinstance(part, int):
+            gone = sorted(removed.get(tuple(out), []))
+            index = part
+            for g in gone:
+                if g <= index:
+                    index += 1
+            part = index
+        out.append(part)
+    return tuple(out)
+
+
+def _delete_leaf(data: Any, loc: Path, removed: dict[Path, list[int]]) -> bool:
+    if not loc or isinstance(loc[-1], int):
+        return False
+    parent = _walk(data, loc[:-1], removed)
+    if isinstance(parent, dict) and loc[-1] in parent:
+        del parent[loc[-1]]
+        return True
+    return False
+
+
+def _drop(data: Any, loc: Path, removed: dict[Path, list[int]]) -> bool:
+    """Remove the innermost list item holding `loc`; False when `loc` is in no list."""
+    ints = [i for i, part in enumerate(loc) if isinstance(part, int)]
+    if not ints:
+        return False
+    cut = loc[:ints[-1] + 1]
+    parent = _walk(data, cut[:-1], removed)
+    key = cut[-1]
+    assert isinstance(key, int)
+    if isinstance(parent, list):
+        original = _original(cut[:-1], removed)
+        if key in removed.get(original, []):
+            return True  # removed already, for another error in the same item
+        shifted = key - sum(1 for g in removed.get(original, []) if g < key)
+        if 0 <= shifted < len(parent):
+            parent.pop(shifted)
+            removed.setdefault(original, []).append(key)
+    return True
+
+
+def _walk(data: Any, path: Path, removed: dict[Path, list[int]]) -> Any:
+    node = data
+    for depth, part in enumerate(path):
+        if isinstance(part, int):
+            gone = removed.get(_original(path[:depth], removed), [])
+            part -= sum(1 for g in gone if g < part)
+            if not isinstance(node, list) or not 0 <= part < len(node):
+                return None
+        elif not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
 
 
 def _problem(name: str, positions: Positions, path: Path, message: str, hint: str | None,
