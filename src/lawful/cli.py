@@ -9,17 +9,25 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, NoReturn, TypeVar
 
+import sqlalchemy as sa
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from lawful import __version__
 from lawful.checks import RULES, Finding, Severity, run_checks
-from lawful.manifest import Located, ManifestError, find_manifest, load_located
+from lawful.engine.connect import EngineError
+from lawful.engine.erase import EraseResult
+from lawful.engine.identities import Identities, IdentityError
+from lawful.engine.modify import InvalidValue, ModifyResult
+from lawful.engine.plan import build_plan
+from lawful.manifest import Located, Manifest, ManifestError, find_manifest, load_located
+from lawful.manifest.model import Identity
 
 app = typer.Typer(
     name="lawful",
@@ -33,6 +41,7 @@ out = Console(highlight=False, soft_wrap=True)
 
 EXIT_FINDINGS = 1
 EXIT_UNUSABLE = 2
+T = TypeVar("T")
 
 ManifestOpt = Annotated[
     Path | None,
@@ -196,6 +205,306 @@ def notice(
     from lawful.documents.notice import render_notice
 
     _write(render_notice(located.manifest, fmt.value), output)
+
+
+# --- the engine: requests executed on the real databases --------------------------------------
+
+EXIT_UNAVAILABLE = 3  # a database could not be reached or does not match the manifest
+
+EmailOpt = Annotated[list[str] | None, typer.Option("--email", "-e", help="E-mail (repeatable).")]
+PhoneOpt = Annotated[list[str] | None, typer.Option("--phone", help="Phone number (repeatable).")]
+CookieOpt = Annotated[list[str] | None, typer.Option("--cookie-id", help="Cookie id (repeatable).")]
+IdentityOpt = Annotated[list[str] | None, typer.Option(
+    "--identity", help="KIND=VALUE, e.g. customer_number=C-1001 (repeatable).")]
+
+
+def _identities(manifest: Manifest, emails: list[str] | None, phones: list[str] | None,
+                cookies: list[str] | None, others: list[str] | None,
+                emails_file: Path | None = None) -> Identities:
+    given: dict[Identity, list[str]] = {Identity.email: list(emails or []),
+                                        Identity.phone: list(phones or []),
+                                        Identity.cookie_id: list(cookies or [])}
+    for item in others or []:
+        kind, sep, value = item.partition("=")
+        if not sep or kind not in Identity.__members__:
+            _fail(f"--identity {item!r}: write KIND=VALUE with KIND one of "
+                  f"{', '.join(Identity.__members__)}")
+        given.setdefault(Identity(kind), []).append(value)
+    if emails_file is not None:
+        try:
+            lines = emails_file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            _fail(f"cannot read {emails_file}: {exc}")
+        given[Identity.email] += [ln.strip() for ln in lines
+                                  if ln.strip() and not ln.lstrip().startswith("#")]
+    region = manifest.organisation.controllers[0].country
+    try:
+        identities = Identities.of(given, region)
+    except IdentityError as exc:
+        _fail(f"invalid identity: {exc}")
+    if not identities:
+        _fail("give at least one identity: --email, --phone, --cookie-id or --identity")
+    if not manifest.systems:
+        _fail("the manifest declares no systems: nothing to search")
+    return identities
+
+
+def _engine_call(func: Callable[[], T]) -> T:
+    """Run an engine operation, turning its failures into one clear line and an exit code."""
+    try:
+        return func()
+    except EngineError as exc:
+        _fail(str(exc), EXIT_UNAVAILABLE)
+    except InvalidValue as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def access(
+    email: EmailOpt = None, phone: PhoneOpt = None, cookie_id: CookieOpt = None,
+    identity: IdentityOpt = None,
+    fmt: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.text,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="A directory, or a file ending in .zip.")] = None,
+    portability: Annotated[bool, typer.Option(
+        "--portability", help="Only what the person provided, on consent or contract "
+        "(Art. 20).")] = False,
+    manifest: ManifestOpt = None,
+) -> None:
+    """Everything lawful finds about a person, with why it is held (Art. 15, Art. 20)."""
+    from lawful.engine import access as engine_access
+
+    located = _load(manifest, fmt is OutputFormat.json)
+    ids = _identities(located.manifest, email, phone, cookie_id, identity)
+    plan = build_plan(located.manifest)
+    report = _engine_call(lambda: engine_access.access(plan, ids, portability=portability))
+    if output is not None:
+        title = f"Your data at {located.manifest.organisation.name}"
+        files = engine_access.write(report, output, title)
+        err.print(f"wrote {escape(str(output))}: {', '.join(files)}")
+    if fmt is OutputFormat.json:
+        print(engine_access.to_json(report))
+        return
+    from rich.table import Table as RichTable
+
+    if not report.tables:
+        out.print("nothing found for " + escape("; ".join(
+            f"{kind} {', '.join(values)}" for kind, values in report.identities.items())))
+        err.print(f"{report.statements} statements, {report.seconds * 1000:.0f} ms")
+        return
+    whom = "; ".join(f"{kind} {', '.join(values)}" for kind, values in report.identities.items())
+    grid = RichTable(title=f"{report.row_count} record(s) for {whom}")
+    for column in ("table", "rows", "fields", "kept as the law requires"):
+        grid.add_column(column)
+    for section in report.tables:
+        grid.add_row(f"{section.system}.{section.table}", str(len(section.rows)),
+                     ", ".join(section.rows[0]) if section.rows else "", section.held_by or "")
+    out.print(grid)
+    if report.restricted:
+        out.print("[yellow]processing of this person's data is restricted (Art. 18)[/yellow]")
+    err.print(f"{report.statements} statements, {report.seconds * 1000:.0f} ms")
+
+
+@app.command()
+def erase(
+    email: EmailOpt = None, phone: PhoneOpt = None, cookie_id: CookieOpt = None,
+    identity: IdentityOpt = None,
+    emails_file: Annotated[Path | None, typer.Option(
+        "--emails-file", help="Erase many persons in one run: one e-mail per line.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would happen.")] = False,
+    fmt: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.text,
+    manifest: ManifestOpt = None,
+) -> None:
+    """Erase a person (or many): strategies applied, legal holds kept, the result verified."""
+    from lawful.engine.erase import erase as engine_erase
+
+    located = _load(manifest, fmt is OutputFormat.json)
+    ids = _identities(located.manifest, email, phone, cookie_id, identity, emails_file)
+    persons = sum(len(v) for v in ids.values.values()) if emails_file else 1
+    plan = build_plan(located.manifest)
+    result = _engine_call(lambda: engine_erase(plan, ids, dry_run=dry_run, persons=persons))
+    if fmt is OutputFormat.json:
+        print(json.dumps(result.as_dict(), indent=2, default=str))
+    else:
+        _print_erasure(result)
+    if result.verified is False:
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+def _print_erasure(result: EraseResult) -> None:
+    from rich.table import Table as RichTable
+
+    title = "What erasure would do (dry run)" if result.dry_run else "Erased"
+    grid = RichTable(title=title)
+    for column in ("table", "found", "deleted", "anonymised", "kept (legal hold)"):
+        grid.add_column(column)
+    for t in result.tables:
+        held = f"{t.held}: {t.held_rule}, until {t.held_until}" if t.held else ""
+        if t.kept_fields:
+            held += ("; " if held else "") + f"kept fields: {', '.join(t.kept_fields)}"
+        grid.add_row(f"{t.system}.{t.table}", str(t.found), str(t.deleted), str(t.anonymised),
+                     held)
+    out.print(grid)
+    laws = sorted({t.held_law for t in result.tables if t.held_law})
+    for law in laws:
+        out.print(f"kept on: {escape(law)}")
+    if result.verified is not None:
+        verdict = "[green]verified: no erasable value remains[/green]" if result.verified \
+            else "[red]verification failed:[/red] " + "; ".join(result.leftovers)
+        out.print(verdict)
+    if result.run_id:
+        err.print(f"run {result.run_id}{' (resumed)' if result.resumed else ''}: "
+                  f"{result.statements} statements, {result.seconds:.2f} s, "
+                  f"{result.suppressed} identities added to the suppression list")
+
+
+@app.command()
+def rectify(
+    set_: Annotated[str, typer.Option("--set", help="TABLE.FIELD=VALUE")],
+    email: EmailOpt = None, phone: PhoneOpt = None, cookie_id: CookieOpt = None,
+    identity: IdentityOpt = None,
+    fmt: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.text,
+    manifest: ManifestOpt = None,
+) -> None:
+    """Correct a field of a person's rows (Art. 16); the value is validated first."""
+    from lawful.engine.modify import rectify as engine_rectify
+
+    target, sep, value = set_.partition("=")
+    if not sep:
+        _fail("--set takes TABLE.FIELD=VALUE")
+    located = _load(manifest, fmt is OutputFormat.json)
+    ids = _identities(located.manifest, email, phone, cookie_id, identity)
+    plan = build_plan(located.manifest)
+    result = _engine_call(lambda: engine_rectify(plan, ids, target, value))
+    _print_modify(result, fmt)
+
+
+def _restriction(restricted: bool, email: list[str] | None, phone: list[str] | None,
+                 cookie_id: list[str] | None, identity: list[str] | None, fmt: OutputFormat,
+                 manifest: Path | None) -> None:
+    from lawful.engine.modify import restrict as engine_restrict
+
+    located = _load(manifest, fmt is OutputFormat.json)
+    ids = _identities(located.manifest, email, phone, cookie_id, identity)
+    plan = build_plan(located.manifest)
+    _print_modify(_engine_call(lambda: engine_restrict(plan, ids, restricted)), fmt)
+
+
+@app.command()
+def restrict(
+    email: EmailOpt = None, phone: PhoneOpt = None, cookie_id: CookieOpt = None,
+    identity: IdentityOpt = None,
+    fmt: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.text,
+    manifest: ManifestOpt = None,
+) -> None:
+    """Restrict processing of a person's data (Art. 18): kept, marked, skipped by retention."""
+    _restriction(True, email, phone, cookie_id, identity, fmt, manifest)
+
+
+@app.command()
+def unrestrict(
+    email: EmailOpt = None, phone: PhoneOpt = None, cookie_id: CookieOpt = None,
+    identity: IdentityOpt = None,
+    fmt: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.text,
+    manifest: ManifestOpt = None,
+) -> None:
+    """Lift a restriction."""
+    _restriction(False, email, phone, cookie_id, identity, fmt, manifest)
+
+
+def _print_modify(result: ModifyResult, fmt: OutputFormat) -> None:
+    if fmt is OutputFormat.json:
+        print(json.dumps(result.as_dict(), indent=2, default=str))
+        return
+    for table, count in result.tables.items():
+        out.print(f"{result.action}: {count} row(s) in {escape(table)}")
+    if not result.tables:
+        out.print(f"{result.action}: no rows to change")
+    if result.recipients:
+        out.print("recipients to tell (Art. 19): " + escape(", ".join(result.recipients)))
+
+
+@app.command("demo-data")
+def demo_data(
+    customers: Annotated[int, typer.Option("--customers", "-n", min=0)] = 1000,
+    url: Annotated[str | None, typer.Option(
+        "--url", help="Database URL (default: sqlite:///kerf.db).")] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 1,
+) -> None:
+    """Build the Kerf demo database (drops and recreates its tables)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from lawful.demo.generate import default_url, describe, generate
+    from lawful.interop.envurl import expand_url
+
+    target = expand_url(url) if url else default_url()
+    with Progress(TextColumn("customers"), BarColumn(), TextColumn("{task.completed:,}/"
+                  "{task.total:,}"), TimeRemainingColumn(), console=err) as bar:
+        task = bar.add_task("load", total=customers)
+        try:
+            counts = generate(target, customers, seed,
+                              progress=lambda done, total: bar.update(task, completed=done))
+        except sa.exc.SQLAlchemyError as exc:
+            _fail(f"cannot load {sa.engine.make_url(target).render_as_string(True)}: "
+                  f"{str(exc.orig if hasattr(exc, 'orig') else exc).splitlines()[0]}",
+                  EXIT_UNAVAILABLE)
+    out.print(describe(counts))
+
+
+systems_app = typer.Typer(help="The systems section: draft it from a live database.",
+                          no_args_is_help=True)
+import_app = typer.Typer(help="Import declarations from other tools.", no_args_is_help=True)
+export_app = typer.Typer(help="Export declarations for other tools.", no_args_is_help=True)
+app.add_typer(systems_app, name="systems")
+app.add_typer(import_app, name="import")
+app.add_typer(export_app, name="export")
+
+
+@systems_app.command("reflect")
+def systems_reflect(
+    url: Annotated[str, typer.Option("--url", help="Database URL (${ENV} allowed).")],
+    system_id: Annotated[str, typer.Option("--id", help="Id of the system.")] = "db",
+) -> None:
+    """Draft a systems entry from the database's own foreign keys and column names."""
+    from lawful.interop.fides import systems_yaml
+    from lawful.interop.reflect import reflect
+
+    try:
+        system = reflect(url, system_id)
+    except (ConnectionError, ValueError) as exc:
+        _fail(str(exc), EXIT_UNAVAILABLE if isinstance(exc, ConnectionError) else 2)
+    print(systems_yaml([system]), end="")
+    err.print("review the guessed categories and identities, then paste under systems:")
+
+
+@import_app.command("fides")
+def import_fides_cmd(
+    dataset: Annotated[Path, typer.Argument(help="A fideslang dataset YAML file.")],
+) -> None:
+    """Turn a fideslang dataset into a systems section (printed as YAML)."""
+    from lawful.interop.fides import import_fides, systems_yaml
+
+    try:
+        systems = import_fides(dataset)
+    except ManifestError as exc:
+        for problem in exc.problems:
+            err.print(escape(str(problem)))
+        raise typer.Exit(EXIT_UNUSABLE) from None
+    print(systems_yaml(systems), end="")
+
+
+@export_app.command("fides")
+def export_fides_cmd(
+    output: Annotated[Path | None, typer.Option("--output", "-o")] = None,
+    manifest: ManifestOpt = None,
+) -> None:
+    """Write the manifest's systems as a fideslang dataset."""
+    from lawful.interop.fides import export_fides
+
+    located = _load(manifest)
+    if not located.manifest.systems:
+        _fail("the manifest declares no systems")
+    _write(export_fides(located.manifest.systems), output)
 
 
 def run() -> None:

@@ -1,0 +1,123 @@
+"""Connections to the customer's databases, one engine per URL for the life of the process.
+
+Errors are turned into one clear line naming the system (and the table or column the database
+lacks); passwords never appear in a message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from lawful.engine.plan import Plan, TablePlan
+from lawful.interop.envurl import expand_url
+
+_ENGINES: dict[str, Engine] = {}
+
+
+class EngineError(Exception):
+    """A database could not be used as the manifest says: nothing was changed."""
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # SQLite ignores foreign keys unless asked: enforce them so erasure order is really tested.
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def engine_for(url: str) -> Engine:
+    real = expand_url(url)
+    if real not in _ENGINES:
+        engine = sa.create_engine(real, pool_pre_ping=True)
+        if engine.dialect.name == "sqlite":
+            sa.event.listen(engine, "connect", _sqlite_pragmas)
+        _ENGINES[real] = engine
+    return _ENGINES[real]
+
+
+def safe_url(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+class Connections:
+    """The databases of one plan, opened on first use, each with one connection at a time."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.urls = {s.id: s.url for s in plan.manifest.systems}
+        self._open: dict[str, Connection] = {}
+
+    def engine(self, system: str) -> Engine:
+        try:
+            return engine_for(self.urls[system])
+        except ValueError as exc:  # an unset ${VAR} in the URL
+            raise EngineError(f"system {system!r}: {exc}") from None
+        except sa.exc.ArgumentError as exc:
+            raise EngineError(f"system {system!r}: the URL is not a database URL ({exc})"
+                              ) from None
+
+    def dialect(self, system: str) -> str:
+        return self.engine(system).dialect.name
+
+    def connection(self, system: str) -> Connection:
+        if system not in self._open:
+            engine = self.engine(system)
+            try:
+                self._open[system] = engine.connect()
+            except sa.exc.DBAPIError as exc:
+                raise EngineError(
+                    f"system {system!r} ({safe_url(engine)}) cannot be reached: "
+                    f"{_first_line(exc.orig)}") from None
+        return self._open[system]
+
+    def ping_all(self) -> None:
+        """Open every database before anything is written, so a down one changes nothing."""
+        for system in self.urls:
+            self.connection(system).execute(sa.text("SELECT 1"))
+
+    def execute(self, conn: Connection, tp: TablePlan, stmt: sa.Executable
+                ) -> sa.CursorResult[Any]:
+        try:
+            return conn.execute(stmt)
+        except sa.exc.DBAPIError as exc:
+            problem = self.schema_problem(tp)
+            detail = problem or _first_line(exc.orig)
+            raise EngineError(f"system {tp.key.system!r}, table {tp.key.table!r}: {detail}"
+                              ) from None
+
+    def schema_problem(self, tp: TablePlan) -> str | None:
+        """What the manifest names that the database lacks, if anything."""
+        conn = self.connection(tp.key.system)
+        if conn.in_transaction() and conn.dialect.name == "postgresql":
+            conn.rollback()  # a failed statement poisons the transaction for inspection
+        inspector = sa.inspect(conn)
+        if not inspector.has_table(tp.key.table):
+            return "the database has no such table"
+        present = {c["name"] for c in inspector.get_columns(tp.key.table)}
+        missing = [c for c in tp.columns if c not in present]
+        if missing:
+            return f"the database lacks the column(s) {', '.join(missing)}"
+        return None
+
+    def close(self) -> None:
+        for conn in self._open.values():
+            conn.close()
+        self._open.clear()
+
+    @contextmanager
+    def session(self) -> Iterator[Connections]:
+        try:
+            yield self
+        finally:
+            self.close()
+
+
+def _first_line(exc: object) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,408 @@
+"""Erasure (Art. 17): strategies applied set-based, legal holds kept, then proof.
+
+1. Find every row of the person(s) (search.py).
+2. Decide per row: held (a legal obligation keeps it, until a date), deleted (children first),
+   or anonymised field by field (null, fixed text, keyed hash, mask). A row that would be
+   deleted but is still referenced by a row that stays is anonymised instead, so no foreign key
+   breaks.
+3. Record the decisions, encrypted, in the run journal; apply them in one transaction per
+   database, which also writes a marker row. A run killed mid-way resumes from the journal and
+   skips databases whose marker exists: nothing is done twice.
+4. Verify: read the rows again and search again; no erasable value of the person may remain.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from lawful.engine import state
+from lawful.engine.connect import Connections, EngineError
+from lawful.engine.identities import Identities, IdentityError, normalise
+from lawful.engine.plan import FieldPlan, Plan, TableKey, TablePlan
+from lawful.engine.search import CHUNK, Found, Pk, Row, Searcher, table_clause
+from lawful.keys import keyed_hash
+from lawful.manifest.model import Identity, Strategy
+
+MARKER_TABLE = "lawful_journal"
+_marker_meta = sa.MetaData()
+marker = sa.Table(
+    MARKER_TABLE, _marker_meta,
+    sa.Column("run_id", sa.String(32), primary_key=True),
+    sa.Column("system", sa.String(200), primary_key=True),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("completed_at", sa.DateTime, nullable=False),
+)
+
+
+@dataclass
+class TableResult:
+    system: str
+    table: str
+    found: int = 0
+    deleted: int = 0
+    anonymised: int = 0
+    held: int = 0
+    held_rule: str | None = None
+    held_law: str | None = None
+    held_until: str | None = None  # the latest day any held row is kept; "open" if unknown
+    kept_fields: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EraseResult:
+    run_id: str | None
+    dry_run: bool
+    persons: int
+    identities: dict[str, list[str]]
+    tables: list[TableResult]
+    statements: int = 0
+    verified: bool | None = None
+    leftovers: list[str] = field(default_factory=list)
+    suppressed: int = 0
+    resumed: bool = False
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        out = self.__dict__.copy()
+        out["tables"] = [t.__dict__ for t in self.tables]
+        return out
+
+
+def _json_key(pk: Pk) -> str:
+    return json.dumps(list(pk), default=str)
+
+
+def _replacement(f: FieldPlan, value: Any, region: str | None) -> Any:
+    strategy = f.strategy
+    if value is None or strategy in (None, Strategy.null, Strategy.delete_row):
+        return None
+    if strategy is Strategy.fixed:
+        return f.decl.fixed_value
+    text = str(value)
+    if strategy is Strategy.mask:
+        return "*" * max(len(text) - 4, 0) + text[-4:]
+    if strategy is Strategy.hash:
+        if f.decl.identity is not None:
+            with contextlib.suppress(IdentityError):
+                text = normalise(f.decl.identity, text, region)
+        return keyed_hash(text)
+    return value  # keep
+
+
+def _erasable(f: FieldPlan) -> bool:
+    return f.decl.category is not None and f.strategy is not Strategy.keep
+
+
+_PSEUDONYM = re.compile(r"^[0-9a-f]{64}$")
+_MASKED = re.compile(r"^\*+[^*]{0,4}$")
+
+
+def is_erased(f: FieldPlan, value: Any) -> bool:
+    """Whether a stored value is already in the erased form of its strategy, so that erasing
+    twice changes nothing (a pseudonym is not hashed again)."""
+    if value is None:
+        return True
+    strategy = f.strategy
+    if strategy is Strategy.fixed:
+        return value == f.decl.fixed_value
+    if strategy is Strategy.hash:
+        return isinstance(value, str) and bool(_PSEUDONYM.match(value))
+    if strategy is Strategy.mask:
+        return isinstance(value, str) and bool(_MASKED.match(value))
+    return False
+
+
+class Eraser:
+    def __init__(self, plan: Plan, conns: Connections, today: dt.date | None = None):
+        self.plan = plan
+        self.conns = conns
+        self.today = today or dt.date.today()
+
+    # --- deciding ---------------------------------------------------------------------------
+
+    def decide(self, found: Found) -> tuple[dict[str, Any], list[TableResult]]:
+        """The actions per system, as JSON-able data (journaled), and the per-table result."""
+        actions: dict[str, dict[str, Any]] = defaultdict(dict)
+        results: dict[TableKey, TableResult] = {}
+        deleting: dict[TableKey, set[Pk]] = {}
+        for key in self.plan.delete_order:  # children first: their deletions are known
+            rows = found.rows.get(key)
+            if not rows:
+                continue
+            tp = self.plan.tables[key]
+            result = results[key] = TableResult(key.system, key.table, found=len(rows))
+            live = self.apply_table_hold(tp, rows, result)
+            delete = {pk for pk in live if tp.deletes_rows}
+            delete -= self._still_referenced(tp, {pk: rows[pk] for pk in delete}, deleting)
+            deleting[key] = delete
+            updates = self._updates(tp, {pk: rows[pk] for pk in live if pk not in delete},
+                                    result)
+            result.deleted = len(delete)
+            result.anonymised = len({tuple(pk) for group in updates for pk in group["pks"]})
+            actions[key.system][key.table] = {
+                "delete": [list(pk) for pk in sorted(delete, key=str)],
+                "update": updates,
+            }
+        ordered = [results[k] for k in self.plan.delete_order if k in results]
+        return dict(actions), ordered
+
+    def apply_table_hold(self, tp: TablePlan, rows: dict[Pk, Row], result: TableResult
+                          ) -> list[Pk]:
+        if tp.hold is None:
+            return list(rows)
+        live: list[Pk] = []
+        latest: dt.date | None = None
+        open_ended = False
+        for pk, row in rows.items():
+            until = tp.hold.until(row.get(tp.hold.column), self.plan.year_end) \
+                if tp.hold.column else None
+            if until is not None and until < self.today:
+                live.append(pk)  # the hold has ended: erase as usual
+                continue
+            result.held += 1
+            if until is None:
+                open_ended = True
+            elif latest is None or until > latest:
+                latest = until
+        if result.held:
+            result.held_rule = tp.hold.rule.name or tp.hold.rule.id
+            result.held_law = tp.hold.rule.law
+            result.held_until = "open" if open_ended else (latest.isoformat() if latest else None)
+        return live
+
+    def _still_referenced(self, tp: TablePlan, candidates: dict[Pk, Row],
+                          deleting: dict[TableKey, set[Pk]]) -> set[Pk]:
+        """Rows that rows staying elsewhere still point at: they cannot be deleted."""
+        if not candidates:
+            return set()
+        keep: set[Pk] = set()
+        for edge in self.plan.referencing.get(tp.key, []):
+            values = {row[edge.parent_col] for row in candidates.values()
+                      if row.get(edge.parent_col) is not None}
+            if not values:
+                continue
+            child = self.plan.tables[edge.child]
+            tc = table_clause(child)
+            cols = [tc.c[c] for c in child.pk] + [tc.c[edge.child_col]]
+            gone = deleting.get(edge.child, set())
+            conn = self.conns.connection(edge.child.system)
+            referenced: set[Any] = set()
+            for start in range(0, len(values), CHUNK):
+                chunk = sorted(values, key=str)[start:start + CHUNK]
+                stmt = sa.select(*cols).where(tc.c[edge.child_col].in_(chunk))
+                for row in self.conns.execute(conn, child, stmt):
+                    pk = tuple(row[:len(child.pk)])
+                    if pk not in gone:
+                        referenced.add(row[-1])
+            keep |= {pk for pk, row in candidates.items()
+                     if row.get(edge.parent_col) in referenced}
+        return keep
+
+    def _updates(self, tp: TablePlan, rows: dict[Pk, Row], result: TableResult
+                 ) -> list[dict[str, Any]]:
+        """Rows grouped by the set of fields to change; each group is one UPDATE per chunk."""
+        groups: dict[tuple[str, ...], dict[str, Any]] = {}
+        kept: set[str] = set()
+        for pk, row in rows.items():
+            changes: dict[str, Any] = {}
+            for f in tp.personal_fields:
+                if not _erasable(f) or self.field_held(f, row):
+                    kept.add(f.name)
+                    continue
+                value = row.get(f.name)
+                if not is_erased(f, value):
+                    changes[f.name] = _replacement(f, value, self.plan.region)
+            if not changes:
+                continue
+            names = tuple(sorted(changes))
+            group = groups.setdefault(names, {"fields": list(names), "pks": [], "values": {}})
+            group["pks"].append(list(pk))
+            for name, new in changes.items():
+                group["values"].setdefault(name, {})[_json_key(pk)] = new
+        result.kept_fields = sorted(kept)
+        return list(groups.values())
+
+    def field_held(self, f: FieldPlan, row: Row) -> bool:
+        if f.hold is None:
+            return False
+        until = f.hold.until(row.get(f.hold.column), self.plan.year_end) \
+            if f.hold.column else None
+        return until is None or until >= self.today
+
+    # --- applying ---------------------------------------------------------------------------
+
+    def apply(self, run_id: str, actions: dict[str, Any]) -> int:
+        """One transaction per database, with its marker row; returns statements executed."""
+        statements = 0
+        for system in self.plan.systems():
+            todo = actions.get(system)
+            if not todo:
+                continue
+            engine = self.conns.engine(system)
+            _marker_meta.create_all(engine, checkfirst=True)  # DDL outside the transaction
+            with engine.begin() as conn:
+                done = conn.execute(sa.select(marker.c.run_id).where(
+                    marker.c.run_id == run_id, marker.c.system == system)).first()
+                if done is not None:
+                    state.record_step(run_id, system, {"skipped": "already committed"})
+                    continue
+                statements += self._apply_system(conn, system, todo)
+                conn.execute(marker.insert().values(
+                    run_id=run_id, system=system, action="erase",
+                    completed_at=state.now()))
+            state.record_step(run_id, system, {"tables": sorted(todo)})
+            _fault_point(system)
+        return statements
+
+    def _apply_system(self, conn: sa.Connection, system: str, todo: dict[str, Any]) -> int:
+        statements = 0
+        for table, action in todo.items():
+            tp = self.plan.tables[TableKey(system, table)]
+            tc = table_clause(tp)
+            for group in action["update"]:
+                for start in range(0, len(group["pks"]), CHUNK // 2):
+                    chunk = group["pks"][start:start + CHUNK // 2]
+                    assignments = {
+                        name: self._assignment(tc, tp, name, group["values"][name], chunk)
+                        for name in group["fields"]}
+                    stmt = sa.update(tc).where(_pk_in(tc, tp, chunk)).values(assignments)
+                    self.conns.execute(conn, tp, stmt)
+                    statements += 1
+        for key in self.plan.delete_order:  # children before parents
+            if key.system != system or key.table not in todo:
+                continue
+            tp = self.plan.tables[key]
+            pks = todo[key.table]["delete"]
+            tc = table_clause(tp)
+            for start in range(0, len(pks), CHUNK):
+                stmt = sa.delete(tc).where(_pk_in(tc, tp, pks[start:start + CHUNK]))
+                self.conns.execute(conn, tp, stmt)
+                statements += 1
+        return statements
+
+    @staticmethod
+    def _assignment(tc: sa.TableClause, tp: TablePlan, name: str, values: dict[str, Any],
+                    chunk: list[list[Any]]) -> Any:
+        wanted = [values.get(json.dumps(pk, default=str)) for pk in chunk]
+        distinct = {json.dumps(v, default=str) for v in wanted}
+        if len(distinct) == 1:
+            return wanted[0]  # null or fixed text: the same for every row
+        # Per-row values (keyed hash, mask): a CASE on the primary key, still one statement.
+        whens = [(sa.and_(*(tc.c[c] == v for c, v in zip(tp.pk, pk, strict=True))), value)
+                 for pk, value in zip(chunk, wanted, strict=True)]
+        return sa.case(*whens, else_=tc.c[name])
+
+
+def _pk_in(tc: sa.TableClause, tp: TablePlan, pks: list[list[Any]]) -> sa.ColumnElement[bool]:
+    if len(tp.pk) == 1:
+        return tc.c[tp.pk[0]].in_([pk[0] for pk in pks])
+    return sa.tuple_(*(tc.c[c] for c in tp.pk)).in_([tuple(pk) for pk in pks])
+
+
+def _fault_point(system: str) -> None:
+    """Test hook: pause after committing a system so a test can kill the process there."""
+    if os.environ.get("LAWFUL_TEST_PAUSE_AFTER") == system:
+        print(f"paused after {system}", flush=True)
+        time.sleep(float(os.environ.get("LAWFUL_TEST_PAUSE_SECONDS", "30")))
+
+
+def manifest_digest(plan: Plan) -> str:
+    text = plan.manifest.model_dump_json(include={"systems", "retention"})
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def erase(plan: Plan, identities: Identities, *, dry_run: bool = False, persons: int = 1,
+          today: dt.date | None = None) -> EraseResult:
+    started = time.perf_counter()
+    conns = Connections(plan)
+    with conns.session():
+        conns.ping_all()
+        eraser = Eraser(plan, conns, today)
+        digest = state.request_digest("erase", identities)
+        resumed = None if dry_run else state.unfinished_run("erase", digest)
+        if resumed is not None:
+            run_id, payload = resumed
+            actions, tables = payload["actions"], [TableResult(**t) for t in payload["tables"]]
+            known = Identities({Identity(k): set(v) for k, v in payload["identities"].items()})
+            statements = 0
+        else:
+            found = Searcher(plan, conns).find(identities)
+            actions, tables = eraser.decide(found)
+            known, statements = found.identities, found.statements
+            run_id = uuid.uuid4().hex
+        result = EraseResult(None if dry_run else run_id, dry_run, persons, known.as_dict(),
+                             tables, statements, resumed=resumed is not None)
+        if dry_run:
+            result.seconds = time.perf_counter() - started
+            return result
+        if resumed is None:
+            state.open_run(run_id, "erase", digest, manifest_digest(plan), {
+                "actions": actions, "tables": [t.__dict__ for t in tables],
+                "identities": known.as_dict()})
+        conns.close()  # writes use their own transactions
+        result.statements += eraser.apply(run_id, actions)
+        result.leftovers = verify(plan, conns, known, actions, eraser.today)
+        result.verified = not result.leftovers
+        result.suppressed = state.suppress(known, "erasure")
+        state.close_run(run_id, {"tables": [t.__dict__ for t in tables],
+                                 "verified": result.verified})
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def verify(plan: Plan, conns: Connections, identities: Identities, actions: dict[str, Any],
+           today: dt.date) -> list[str]:
+    """Proof: deleted rows are gone, changed fields hold their erased form, and a new search
+    finds no erasable value of the person outside what a legal hold keeps."""
+    problems: list[str] = []
+    for system, tables in actions.items():
+        conn = conns.connection(system)
+        for table, action in tables.items():
+            tp = plan.tables[TableKey(system, table)]
+            tc = table_clause(tp)
+            pks = action["delete"]
+            for start in range(0, len(pks), CHUNK):
+                stmt = sa.select(sa.func.count()).select_from(tc).where(
+                    _pk_in(tc, tp, pks[start:start + CHUNK]))
+                left = conns.execute(conn, tp, stmt).scalar_one()
+                if left:
+                    problems.append(f"{system}.{table}: {left} row(s) not deleted")
+            for group in action["update"]:
+                for start in range(0, len(group["pks"]), CHUNK):
+                    chunk = group["pks"][start:start + CHUNK]
+                    stmt = sa.select(tc).where(_pk_in(tc, tp, chunk))
+                    for row in conns.execute(conn, tp, stmt):
+                        key = json.dumps([row._mapping[c] for c in tp.pk], default=str)
+                        for name in group["fields"]:
+                            expected = group["values"][name].get(key)
+                            if row._mapping[name] != expected:
+                                problems.append(f"{system}.{table}.{name}: row {key} still "
+                                                "holds a value that should be erased")
+    again = Searcher(plan, conns).find(identities)
+    eraser = Eraser(plan, conns, today)
+    for key, rows in again.rows.items():
+        tp = plan.tables[key]
+        scratch = TableResult(key.system, key.table)
+        for pk in eraser.apply_table_hold(tp, rows, scratch):
+            row = rows[pk]
+            left = [f.name for f in tp.personal_fields if _erasable(f)
+                    and not eraser.field_held(f, row) and not is_erased(f, row.get(f.name))]
+            if left:
+                problems.append(f"{key}: row {list(pk)} still holds {', '.join(left)}")
+    conns.close()
+    return problems
+
+
+__all__ = ["EngineError", "EraseResult", "Eraser", "erase", "verify"]

@@ -1,0 +1,201 @@
+"""Find every row of one person (or of a batch of persons) in every declared database.
+
+Semi-naive closure: each round queries only with what the previous round discovered (new
+identity values, new key values), so a table is read a bounded number of times whatever the
+number of rows. Identities found on a person's rows (the phone on the customer row) seed the
+search everywhere, across databases. References are walked both ways, except edges marked
+`other_person` (an order's manufacturing partner).
+
+Weak identities (cookie ids, IP addresses) can be shared by several people. A row found only
+through one is taken when it links to nobody else, and never used to reach further rows: a
+shared browser must not lead from one customer to another's account.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from lawful.engine.connect import Connections
+from lawful.engine.identities import WEAK, Identities, IdentityError, normalise
+from lawful.engine.plan import Edge, FieldPlan, Plan, TableKey, TablePlan
+
+CHUNK = 2000  # values per IN list: under every backend's parameter limit
+Row = dict[str, Any]
+Pk = tuple[Any, ...]
+
+
+def ascii_lower(text: str) -> str:
+    """SQLite's lower() folds ASCII only; query with both forms so nothing is missed."""
+    return "".join(c.lower() if c.isascii() else c for c in text)
+
+
+@dataclass
+class Found:
+    rows: dict[TableKey, dict[Pk, Row]] = field(default_factory=lambda: defaultdict(dict))
+    weak: dict[TableKey, set[Pk]] = field(default_factory=lambda: defaultdict(set))
+    identities: Identities = field(default_factory=Identities)
+    statements: int = 0
+    rounds: int = 0
+
+    def count(self) -> int:
+        return sum(len(r) for r in self.rows.values())
+
+    def tables(self) -> list[TableKey]:
+        return [k for k, rows in self.rows.items() if rows]
+
+
+@dataclass
+class _Condition:
+    column: str
+    values: set[Any]
+    strong: bool
+    casefold: bool = False
+
+    def matches(self, row: Row) -> bool:
+        value = row.get(self.column)
+        if value is None:
+            return False
+        if self.casefold and isinstance(value, str):
+            return value.lower() in self.values
+        return value in self.values
+
+
+def table_clause(tp: TablePlan) -> sa.TableClause:
+    return sa.table(tp.key.table, *(sa.column(c) for c in tp.columns))
+
+
+def _sql_condition(tc: sa.TableClause, cond: _Condition, values: list[Any],
+                   dialect: str) -> sa.ColumnElement[bool]:
+    column = tc.c[cond.column]
+    if cond.casefold and dialect != "mysql":  # MariaDB's default collation ignores case
+        variants = {v for value in values for v in (value, ascii_lower(value))}
+        return sa.func.lower(column).in_(sorted(variants))
+    return column.in_(values)
+
+
+def _chunks(values: Iterable[Any], size: int = CHUNK) -> Iterator[list[Any]]:
+    items = list(values)
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+class Searcher:
+    def __init__(self, plan: Plan, conns: Connections):
+        self.plan = plan
+        self.conns = conns
+
+    def find(self, given: Identities) -> Found:
+        found = Found()
+        for kind, values in given.values.items():
+            for value in values:
+                found.identities.add(kind, value)
+        new_ids = Identities({k: set(v) for k, v in given.values.items()})
+        # (table, column, strong) -> values discovered last round
+        new_vals: dict[tuple[TableKey, str, bool], set[Any]] = {}
+        seen_vals: dict[tuple[TableKey, str, bool], set[Any]] = defaultdict(set)
+        while new_ids or new_vals:
+            found.rounds += 1
+            next_ids = Identities()
+            next_vals: dict[tuple[TableKey, str, bool], set[Any]] = defaultdict(set)
+            for tp in self.plan.tables.values():
+                conditions = self._conditions(tp, new_ids, new_vals)
+                if not conditions:
+                    continue
+                for row in self._select(tp, conditions, found):
+                    self._take(tp, row, conditions, found, seen_vals, next_ids, next_vals)
+            new_ids, new_vals = next_ids, {k: v for k, v in next_vals.items() if v}
+        return found
+
+    def _conditions(self, tp: TablePlan, new_ids: Identities,
+                    new_vals: dict[tuple[TableKey, str, bool], set[Any]]) -> list[_Condition]:
+        out: list[_Condition] = []
+        for f in tp.identity_fields:
+            kind = f.decl.identity
+            assert kind is not None
+            values = new_ids.values.get(kind)
+            if values:
+                out.append(_Condition(f.name, set(values), kind not in WEAK, f.casefold))
+        for e in self.plan.same_person_parents.get(tp.key, []):
+            # tp's rows point at a found parent row: they belong to the same person.
+            for strong in (True, False):
+                values = new_vals.get((e.parent, e.parent_col, strong))
+                if values:
+                    out.append(_Condition(e.child_col, set(values), strong))
+        for e in self.plan.same_person_children.get(tp.key, []):
+            # A found child row points at a row of tp: walk up, from strong rows only.
+            values = new_vals.get((e.child, e.child_col, True))
+            if values:
+                out.append(_Condition(e.parent_col, set(values), True))
+        return out
+
+    def _select(self, tp: TablePlan, conditions: list[_Condition], found: Found
+                ) -> Iterator[Row]:
+        tc = table_clause(tp)
+        dialect = self.conns.dialect(tp.key.system)
+        total = sum(len(c.values) for c in conditions)
+        if total <= CHUNK:
+            parts = [_sql_condition(tc, c, sorted(c.values, key=str), dialect)
+                     for c in conditions]
+            statements = [sa.select(tc).where(sa.or_(*parts))]
+        else:
+            statements = [
+                sa.select(tc).where(_sql_condition(tc, c, chunk, dialect))
+                for c in conditions for chunk in _chunks(sorted(c.values, key=str))
+            ]
+        conn = self.conns.connection(tp.key.system)
+        for stmt in statements:
+            found.statements += 1
+            for row in self.conns.execute(conn, tp, stmt):
+                yield dict(row._mapping)
+
+    def _take(self, tp: TablePlan, row: Row, conditions: list[_Condition], found: Found,
+              seen_vals: dict[tuple[TableKey, str, bool], set[Any]], next_ids: Identities,
+              next_vals: dict[tuple[TableKey, str, bool], set[Any]]) -> None:
+        pk = tuple(row[c] for c in tp.pk)
+        strong = any(c.strong and c.matches(row) for c in conditions)
+        rows = found.rows[tp.key]
+        if pk in rows and not (strong and pk in found.weak[tp.key]):
+            return  # already known, and not upgraded from weak to strong
+        if not strong and not self._owned_by_found(tp, row, seen_vals):
+            return  # a shared cookie id on another person's row
+        rows[pk] = row
+        if strong:
+            found.weak[tp.key].discard(pk)
+            self._harvest(tp.identity_fields, row, found, next_ids)
+        else:
+            found.weak[tp.key].add(pk)
+        for column in self._link_columns(tp):
+            value = row.get(column)
+            if value is not None and value not in seen_vals[(tp.key, column, strong)]:
+                seen_vals[(tp.key, column, strong)].add(value)
+                next_vals[(tp.key, column, strong)].add(value)
+
+    def _link_columns(self, tp: TablePlan) -> set[str]:
+        down = {e.parent_col for e in self.plan.same_person_children.get(tp.key, [])}
+        return down | {e.child_col for e in self.plan.same_person_parents.get(tp.key, [])}
+
+    def _owned_by_found(self, tp: TablePlan, row: Row,
+                        seen_vals: dict[tuple[TableKey, str, bool], set[Any]]) -> bool:
+        edges: list[Edge] = self.plan.same_person_parents.get(tp.key, [])
+        return all(row.get(e.child_col) is None
+                   or row.get(e.child_col) in seen_vals[(e.parent, e.parent_col, True)]
+                   for e in edges)
+
+    def _harvest(self, fields: list[FieldPlan], row: Row, found: Found,
+                 next_ids: Identities) -> None:
+        for f in fields:
+            value = row.get(f.name)
+            kind = f.decl.identity
+            if not isinstance(value, str) or kind is None:
+                continue
+            try:
+                normal = normalise(kind, value, self.plan.region)
+            except IdentityError:
+                continue  # an erased or malformed value identifies nobody
+            if found.identities.add(kind, normal):
+                next_ids.add(kind, normal)

@@ -1,0 +1,168 @@
+"""The engine's own records: runs (the journal), the suppression list, restrictions.
+
+Kept in lawful's store ($LAWFUL_DATABASE_URL, else SQLite under the state directory). It
+practises what lawful enforces: identities are stored as keyed hashes, and a run's plan, which
+holds the personal values it will change, is encrypted and deleted once the run is done.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from typing import Any
+
+import sqlalchemy as sa
+
+from lawful.engine.identities import Identities
+from lawful.keys import decrypt, encrypt, keyed_hash, state_dir
+from lawful.manifest.model import Identity
+
+metadata = sa.MetaData()
+
+runs = sa.Table(
+    "engine_run", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("request_digest", sa.String(64), nullable=False, index=True),
+    sa.Column("manifest_digest", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # planned, done
+    sa.Column("payload", sa.LargeBinary, nullable=True),  # encrypted; dropped when done
+    sa.Column("summary", sa.Text, nullable=True),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("finished_at", sa.DateTime, nullable=True),
+)
+run_steps = sa.Table(
+    "engine_run_step", metadata,
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("engine_run.id"), primary_key=True),
+    sa.Column("system", sa.String(200), primary_key=True),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("done_at", sa.DateTime, nullable=False),
+)
+suppression = sa.Table(
+    "engine_suppression", metadata,
+    sa.Column("hash", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("reason", sa.String(64), nullable=False),
+    sa.Column("added_at", sa.DateTime, nullable=False),
+)
+restrictions = sa.Table(
+    "engine_restriction", metadata,
+    sa.Column("hash", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("since", sa.DateTime, nullable=False),
+)
+
+_ENGINES: dict[str, sa.Engine] = {}
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def store_url() -> str:
+    url = os.environ.get("LAWFUL_DATABASE_URL")
+    if url:
+        return url
+    path = state_dir() / "lawful.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def store() -> sa.Engine:
+    url = store_url()
+    if url not in _ENGINES:
+        engine = sa.create_engine(url)
+        metadata.create_all(engine)
+        _ENGINES[url] = engine
+    return _ENGINES[url]
+
+
+def identity_hashes(identities: Identities) -> list[tuple[str, str]]:
+    return [(keyed_hash(f"{kind.value}:{value}", "identity"), kind.value)
+            for kind, values in identities.values.items() for value in sorted(values)]
+
+
+def request_digest(action: str, identities: Identities) -> str:
+    text = json.dumps([action, identities.as_dict()], sort_keys=True)
+    return keyed_hash(text, "request")
+
+
+def open_run(run_id: str, action: str, digest: str, manifest_digest: str,
+             payload: dict[str, Any]) -> None:
+    blob = encrypt(json.dumps(payload, default=str).encode())
+    with store().begin() as conn:
+        conn.execute(runs.insert().values(
+            id=run_id, action=action, request_digest=digest, manifest_digest=manifest_digest,
+            status="planned", payload=blob, created_at=now()))
+
+
+def unfinished_run(action: str, digest: str) -> tuple[str, dict[str, Any]] | None:
+    with store().connect() as conn:
+        row = conn.execute(sa.select(runs.c.id, runs.c.payload).where(
+            runs.c.action == action, runs.c.request_digest == digest,
+            runs.c.status == "planned").order_by(runs.c.created_at.desc())).first()
+    if row is None or row.payload is None:
+        return None
+    return row.id, json.loads(decrypt(row.payload))
+
+
+def record_step(run_id: str, system: str, detail: dict[str, Any]) -> None:
+    with store().begin() as conn:
+        exists = conn.execute(sa.select(run_steps.c.system).where(
+            run_steps.c.run_id == run_id, run_steps.c.system == system)).first()
+        if exists is None:
+            conn.execute(run_steps.insert().values(
+                run_id=run_id, system=system, detail=json.dumps(detail, default=str),
+                done_at=now()))
+
+
+def close_run(run_id: str, summary: dict[str, Any]) -> None:
+    """Mark done and drop the encrypted plan: the values it held are erased now."""
+    with store().begin() as conn:
+        conn.execute(runs.update().where(runs.c.id == run_id).values(
+            status="done", payload=None, summary=json.dumps(summary, default=str),
+            finished_at=now()))
+
+
+def suppress(identities: Identities, reason: str) -> int:
+    """Remember erased identities as keyed hashes, so a later import does not re-contact."""
+    pairs = dict(identity_hashes(identities))
+    with store().begin() as conn:
+        digests = list(pairs)
+        for start in range(0, len(digests), 1000):
+            chunk = digests[start:start + 1000]
+            for row in conn.execute(sa.select(suppression.c.hash).where(
+                    suppression.c.hash.in_(chunk))):
+                pairs.pop(row.hash, None)
+        if pairs:
+            conn.execute(suppression.insert(), [
+                {"hash": d, "kind": k, "reason": reason, "added_at": now()}
+                for d, k in pairs.items()])
+    return len(pairs)
+
+
+def is_suppressed(kind: Identity, normalised: str) -> bool:
+    digest = keyed_hash(f"{kind.value}:{normalised}", "identity")
+    with store().connect() as conn:
+        return conn.execute(sa.select(suppression.c.hash).where(
+            suppression.c.hash == digest)).first() is not None
+
+
+def set_restricted(identities: Identities, restricted: bool) -> None:
+    pairs = identity_hashes(identities)
+    with store().begin() as conn:
+        conn.execute(restrictions.delete().where(
+            restrictions.c.hash.in_([d for d, _ in pairs])))
+        if restricted:
+            conn.execute(restrictions.insert(), [
+                {"hash": d, "kind": k, "since": now()} for d, k in pairs])
+
+
+def restricted_any(identities: Identities) -> bool:
+    pairs = identity_hashes(identities)
+    if not pairs:
+        return False
+    with store().connect() as conn:
+        return conn.execute(sa.select(restrictions.c.hash).where(
+            restrictions.c.hash.in_([d for d, _ in pairs]))).first() is not None
