@@ -262,8 +262,9 @@ class Eraser:
                 conn.execute(marker.insert().values(
                     run_id=run_id, system=system, action="erase",
                     completed_at=state.now()))
-            state.record_step(run_id, system, {"tables": sorted(todo)})
+                _fault_point(f"{system}:before-commit")
             _fault_point(system)
+            state.record_step(run_id, system, {"tables": sorted(todo)})
         return statements
 
     def _apply_system(self, conn: sa.Connection, system: str, todo: dict[str, Any]) -> int:
@@ -311,10 +312,11 @@ def _pk_in(tc: sa.TableClause, tp: TablePlan, pks: list[list[Any]]) -> sa.Column
     return sa.tuple_(*(tc.c[c] for c in tp.pk)).in_([tuple(pk) for pk in pks])
 
 
-def _fault_point(system: str) -> None:
-    """Test hook: pause after committing a system so a test can kill the process there."""
-    if os.environ.get("LAWFUL_TEST_PAUSE_AFTER") == system:
-        print(f"paused after {system}", flush=True)
+def _fault_point(where: str) -> None:
+    """Test hook: pause at `where` ("shop" after committing it, "shop:before-commit" inside
+    its transaction) so a test can kill the process there with SIGKILL."""
+    if os.environ.get("LAWFUL_TEST_PAUSE_AT") == where:
+        print(f"paused at {where}", flush=True)
         time.sleep(float(os.environ.get("LAWFUL_TEST_PAUSE_SECONDS", "30")))
 
 
