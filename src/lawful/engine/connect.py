@@ -81,10 +81,10 @@ class Connections:
         for system in self.urls:
             self.connection(system).execute(sa.text("SELECT 1"))
 
-    def execute(self, conn: Connection, tp: TablePlan, stmt: sa.Executable
-                ) -> sa.CursorResult[Any]:
+    def execute(self, conn: Connection, tp: TablePlan, stmt: sa.Executable,
+                params: dict[str, Any] | None = None) -> sa.CursorResult[Any]:
         try:
-            return conn.execute(stmt)
+            return conn.execute(stmt, params or {})
         except sa.exc.DBAPIError as exc:
             problem = self.schema_problem(tp)
             detail = problem or _first_line(exc.orig)

@@ -12,6 +12,7 @@ import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from lawful.checks.retention import rules_for
 from lawful.documents.words import describe_retention
@@ -131,6 +132,8 @@ class Plan:
     edges: list[Edge]
     delete_order: list[TableKey]
     cycles: list[list[TableKey]] = field(default_factory=list)
+    # Compiled-once statements of the search, by table and shape of conditions.
+    statements: dict[Any, Any] = field(default_factory=dict, repr=False)
 
     @property
     def region(self) -> str | None:

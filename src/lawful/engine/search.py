@@ -69,13 +69,11 @@ def table_clause(tp: TablePlan) -> sa.TableClause:
     return sa.table(tp.key.table, *(sa.column(c) for c in tp.columns))
 
 
-def _sql_condition(tc: sa.TableClause, cond: _Condition, values: list[Any],
-                   dialect: str) -> sa.ColumnElement[bool]:
-    column = tc.c[cond.column]
-    if cond.casefold and dialect != "mysql":  # MariaDB's default collation ignores case
-        variants = {v for value in values for v in (value, ascii_lower(value))}
-        return sa.func.lower(column).in_(sorted(variants))
-    return column.in_(values)
+
+def _values(cond: _Condition, dialect: str) -> list[Any]:
+    if cond.casefold and dialect != "mysql":
+        return sorted({v for value in cond.values for v in (value, ascii_lower(value))})
+    return sorted(cond.values, key=str)
 
 
 def _chunks(values: Iterable[Any], size: int = CHUNK) -> Iterator[list[Any]]:
@@ -88,6 +86,8 @@ class Searcher:
     def __init__(self, plan: Plan, conns: Connections):
         self.plan = plan
         self.conns = conns
+        # Statements are built once per plan: a request only binds values.
+        self._statements = plan.statements
 
     def find(self, given: Identities) -> Found:
         found = Found()
@@ -103,7 +103,7 @@ class Searcher:
             next_ids = Identities()
             next_vals: dict[tuple[TableKey, str, bool], set[Any]] = defaultdict(set)
             for tp in self.plan.tables.values():
-                conditions = self._conditions(tp, new_ids, new_vals)
+                conditions = self._conditions(tp, new_ids, new_vals, seen_vals)
                 if not conditions:
                     continue
                 for row in self._select(tp, conditions, found):
@@ -112,7 +112,8 @@ class Searcher:
         return found
 
     def _conditions(self, tp: TablePlan, new_ids: Identities,
-                    new_vals: dict[tuple[TableKey, str, bool], set[Any]]) -> list[_Condition]:
+                    new_vals: dict[tuple[TableKey, str, bool], set[Any]],
+                    seen_vals: dict[tuple[TableKey, str, bool], set[Any]]) -> list[_Condition]:
         out: list[_Condition] = []
         for f in tp.identity_fields:
             kind = f.decl.identity
@@ -127,31 +128,47 @@ class Searcher:
                 if values:
                     out.append(_Condition(e.child_col, set(values), strong))
         for e in self.plan.same_person_children.get(tp.key, []):
-            # A found child row points at a row of tp: walk up, from strong rows only.
-            values = new_vals.get((e.child, e.child_col, True))
+            # A found child row points at a row of tp: walk up, from strong rows only, to the
+            # rows not found yet.
+            values = new_vals.get((e.child, e.child_col, True), set()) - \
+                seen_vals[(tp.key, e.parent_col, True)]
             if values:
-                out.append(_Condition(e.parent_col, set(values), True))
+                out.append(_Condition(e.parent_col, values, True))
         return out
 
     def _select(self, tp: TablePlan, conditions: list[_Condition], found: Found
                 ) -> Iterator[Row]:
-        tc = table_clause(tp)
         dialect = self.conns.dialect(tp.key.system)
         total = sum(len(c.values) for c in conditions)
+        # Few values (one person): every condition in one statement. Many (a batch): one
+        # statement per condition and chunk, so no IN list outgrows a backend's limits.
         if total <= CHUNK:
-            parts = [_sql_condition(tc, c, sorted(c.values, key=str), dialect)
-                     for c in conditions]
-            statements = [sa.select(tc).where(sa.or_(*parts))]
+            batches = [conditions]
         else:
-            statements = [
-                sa.select(tc).where(_sql_condition(tc, c, chunk, dialect))
-                for c in conditions for chunk in _chunks(sorted(c.values, key=str))
-            ]
+            batches = [[_Condition(c.column, set(chunk), c.strong, c.casefold)]
+                       for c in conditions for chunk in _chunks(sorted(c.values, key=str))]
         conn = self.conns.connection(tp.key.system)
-        for stmt in statements:
+        for batch in batches:
+            stmt = self._statement(tp, batch, dialect)
+            params = {f"p{i}": _values(c, dialect) for i, c in enumerate(batch)}
             found.statements += 1
-            for row in self.conns.execute(conn, tp, stmt):
+            for row in self.conns.execute(conn, tp, stmt, params):
                 yield dict(row._mapping)
+
+    def _statement(self, tp: TablePlan, batch: list[_Condition], dialect: str) -> sa.Select:
+        """One statement per table and shape of conditions, built once: only values vary."""
+        shape = (tp.key, tuple((c.column, c.casefold) for c in batch), dialect)
+        stmt = self._statements.get(shape)
+        if stmt is None:
+            tc = table_clause(tp)
+            parts = []
+            for i, c in enumerate(batch):
+                column = tc.c[c.column]
+                if c.casefold and dialect != "mysql":  # MariaDB's collation ignores case
+                    column = sa.func.lower(column)
+                parts.append(column.in_(sa.bindparam(f"p{i}", expanding=True)))
+            stmt = self._statements[shape] = sa.select(tc).where(sa.or_(*parts))
+        return stmt
 
     def _take(self, tp: TablePlan, row: Row, conditions: list[_Condition], found: Found,
               seen_vals: dict[tuple[TableKey, str, bool], set[Any]], next_ids: Identities,
