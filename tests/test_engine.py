@@ -408,3 +408,21 @@ def _erasable_values(k: Kerf, snap: dict[str, Any], owned: dict[str, set[Any]]) 
                         and isinstance(row[f.name], str) and len(row[f.name]) > 4:
                     out.add(row[f.name])
     return out
+
+
+@pytest.mark.parametrize("kerf", ["sqlite"], indirect=True)
+def test_verification_catches_an_erasure_that_did_not_happen(
+        kerf: Kerf, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lawful.engine.erase import Eraser
+
+    real = Eraser._apply_system
+
+    def skip_customer(self: Eraser, conn: Any, system: str, todo: dict[str, Any]) -> int:
+        todo = {t: a for t, a in todo.items() if t not in {"customer", "support_ticket"}}
+        return real(self, conn, system, todo)
+
+    monkeypatch.setattr(Eraser, "_apply_system", skip_customer)
+    result = erase(kerf.plan, kerf.ids(well_known(kerf)))
+    assert result.verified is False
+    assert any("shop.customer" in p for p in result.leftovers)
+    assert any("shop.support_ticket" in p for p in result.leftovers)

@@ -355,7 +355,7 @@ def erase(plan: Plan, identities: Identities, *, dry_run: bool = False, persons:
                 "identities": known.as_dict()})
         conns.close()  # writes use their own transactions
         result.statements += eraser.apply(run_id, actions)
-        result.leftovers = verify(plan, conns, known, actions, eraser.today)
+        result.leftovers = verify(plan, conns, known, eraser.today)
         result.verified = not result.leftovers
         result.suppressed = state.suppress(known, "erasure")
         state.close_run(run_id, {"tables": [t.__dict__ for t in tables],
@@ -364,34 +364,12 @@ def erase(plan: Plan, identities: Identities, *, dry_run: bool = False, persons:
     return result
 
 
-def verify(plan: Plan, conns: Connections, identities: Identities, actions: dict[str, Any],
-           today: dt.date) -> list[str]:
-    """Proof: deleted rows are gone, changed fields hold their erased form, and a new search
-    finds no erasable value of the person outside what a legal hold keeps."""
+def verify(plan: Plan, conns: Connections, identities: Identities, today: dt.date
+           ) -> list[str]:
+    """Proof: search again with every identity the person had. A row still reachable must hold
+    no erasable value outside a legal hold: a row that should have been deleted, or a field
+    that should have been changed, would be found here with its value."""
     problems: list[str] = []
-    for system, tables in actions.items():
-        conn = conns.connection(system)
-        for table, action in tables.items():
-            tp = plan.tables[TableKey(system, table)]
-            tc = table_clause(tp)
-            pks = action["delete"]
-            for start in range(0, len(pks), CHUNK):
-                stmt = sa.select(sa.func.count()).select_from(tc).where(
-                    _pk_in(tc, tp, pks[start:start + CHUNK]))
-                left = conns.execute(conn, tp, stmt).scalar_one()
-                if left:
-                    problems.append(f"{system}.{table}: {left} row(s) not deleted")
-            for group in action["update"]:
-                for start in range(0, len(group["pks"]), CHUNK):
-                    chunk = group["pks"][start:start + CHUNK]
-                    stmt = sa.select(tc).where(_pk_in(tc, tp, chunk))
-                    for row in conns.execute(conn, tp, stmt):
-                        key = json.dumps([row._mapping[c] for c in tp.pk], default=str)
-                        for name in group["fields"]:
-                            expected = group["values"][name].get(key)
-                            if row._mapping[name] != expected:
-                                problems.append(f"{system}.{table}.{name}: row {key} still "
-                                                "holds a value that should be erased")
     again = Searcher(plan, conns).find(identities)
     eraser = Eraser(plan, conns, today)
     for key, rows in again.rows.items():

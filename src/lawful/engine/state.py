@@ -73,9 +73,21 @@ def store() -> sa.Engine:
     url = store_url()
     if url not in _ENGINES:
         engine = sa.create_engine(url)
+        if engine.dialect.name == "sqlite":
+            # WAL with NORMAL sync survives a killed process (what the journal is for) without
+            # an fsync per small commit.
+            sa.event.listen(engine, "connect", _sqlite_wal)
         metadata.create_all(engine)
         _ENGINES[url] = engine
     return _ENGINES[url]
+
+
+def _sqlite_wal(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
 
 
 def identity_hashes(identities: Identities) -> list[tuple[str, str]]:
