@@ -52,10 +52,14 @@ class Connections:
         self.plan = plan
         self.urls = {s.id: s.url for s in plan.manifest.systems}
         self._open: dict[str, Connection] = {}
+        self._engines: dict[str, Engine] = {}
 
     def engine(self, system: str) -> Engine:
+        if system in self._engines:
+            return self._engines[system]
         try:
-            return engine_for(self.urls[system])
+            engine = self._engines[system] = engine_for(self.urls[system])
+            return engine
         except ValueError as exc:  # an unset ${VAR} in the URL
             raise EngineError(f"system {system!r}: {exc}") from None
         except sa.exc.ArgumentError as exc:
@@ -90,6 +94,23 @@ class Connections:
             detail = problem or _first_line(exc.orig)
             raise EngineError(f"system {tp.key.system!r}, table {tp.key.table!r}: {detail}"
                               ) from None
+
+    def fetch(self, conn: Connection, tp: TablePlan, sql: str, params: Any
+              ) -> list[tuple[Any, ...]]:
+        """Run compiled SQL on the driver's own cursor (the search's hot path)."""
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql, params)
+            return list(cursor.fetchall())
+        except conn.dialect.dbapi.Error as exc:  # type: ignore[union-attr]
+            # The failed statement may have poisoned the driver's transaction: clear it
+            # before asking the database what it has.
+            conn.connection.dbapi_connection.rollback()  # type: ignore[union-attr]
+            problem = self.schema_problem(tp)
+            raise EngineError(f"system {tp.key.system!r}, table {tp.key.table!r}: "
+                              f"{problem or _first_line(exc)}") from None
+        finally:
+            cursor.close()
 
     def schema_problem(self, tp: TablePlan) -> str | None:
         """What the manifest names that the database lacks, if anything."""

@@ -76,6 +76,15 @@ def _values(cond: _Condition, dialect: str) -> list[Any]:
     return sorted(cond.values, key=str)
 
 
+def _padded(values: list[Any]) -> list[Any]:
+    """Repeat the last value up to a power of two: IN ignores duplicates, and the number of
+    distinct statement texts (one compiled per length) stays small."""
+    size = 1
+    while size < len(values):
+        size *= 2
+    return values + [values[-1]] * (size - len(values))
+
+
 def _chunks(values: Iterable[Any], size: int = CHUNK) -> Iterator[list[Any]]:
     items = list(values)
     for start in range(0, len(items), size):
@@ -149,26 +158,35 @@ class Searcher:
                        for c in conditions for chunk in _chunks(sorted(c.values, key=str))]
         conn = self.conns.connection(tp.key.system)
         for batch in batches:
-            stmt = self._statement(tp, batch, dialect)
-            params = {f"p{i}": _values(c, dialect) for i, c in enumerate(batch)}
+            values = [_padded(_values(c, dialect)) for c in batch]
+            sql, order = self._statement(tp, batch, [len(v) for v in values], conn.dialect)
+            flat = {f"p{i}_{j}": value for i, vals in enumerate(values)
+                    for j, value in enumerate(vals)}
+            params: Any = tuple(flat[name] for name in order) if order else flat
             found.statements += 1
-            for row in self.conns.execute(conn, tp, stmt, params):
-                yield dict(row._mapping)
+            for row in self.conns.fetch(conn, tp, sql, params):
+                yield dict(zip(tp.columns, row, strict=True))
 
-    def _statement(self, tp: TablePlan, batch: list[_Condition], dialect: str) -> sa.Select:
-        """One statement per table and shape of conditions, built once: only values vary."""
-        shape = (tp.key, tuple((c.column, c.casefold) for c in batch), dialect)
-        stmt = self._statements.get(shape)
-        if stmt is None:
+    def _statement(self, tp: TablePlan, batch: list[_Condition], sizes: list[int],
+                   dialect: sa.Dialect) -> tuple[str, tuple[str, ...] | None]:
+        """The SQL of one shape of conditions, compiled once by SQLAlchemy for the dialect and
+        then run on the driver directly: the search's statements are its hot path."""
+        shape = (tp.key, tuple((c.column, c.casefold) for c in batch), tuple(sizes),
+                 dialect.name)
+        cached = self._statements.get(shape)
+        if cached is None:
             tc = table_clause(tp)
             parts = []
-            for i, c in enumerate(batch):
+            for i, (c, size) in enumerate(zip(batch, sizes, strict=True)):
                 column = tc.c[c.column]
-                if c.casefold and dialect != "mysql":  # MariaDB's collation ignores case
+                if c.casefold and dialect.name != "mysql":  # MariaDB's collation ignores case
                     column = sa.func.lower(column)
-                parts.append(column.in_(sa.bindparam(f"p{i}", expanding=True)))
-            stmt = self._statements[shape] = sa.select(tc).where(sa.or_(*parts))
-        return stmt
+                parts.append(column.in_([sa.bindparam(f"p{i}_{j}") for j in range(size)]))
+            compiled = sa.select(*(tc.c[name] for name in tp.columns)).where(
+                sa.or_(*parts)).compile(dialect=dialect)
+            order = tuple(compiled.positiontup) if compiled.positional else None
+            cached = self._statements[shape] = (compiled.string, order)
+        return cached
 
     def _take(self, tp: TablePlan, row: Row, conditions: list[_Condition], found: Found,
               seen_vals: dict[tuple[TableKey, str, bool], set[Any]], next_ids: Identities,

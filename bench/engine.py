@@ -1,0 +1,260 @@
+"""Engine benchmark: access, erasure and batch erasure against hand-written SQL, same rows.
+
+    python bench/engine.py --url "$LAWFUL_TEST_POSTGRES_URL" --schema lawful_bench \\
+        --customers 1000000
+    python bench/engine.py --url sqlite:///bench.db --customers 100000
+
+Loads the Kerf world when the database does not already hold `--customers` customers, then
+prints, for the engine and for hand-written SQL doing the same reads and writes in the same run:
+access for one person (p50/p95 over --persons random persons), erasure of one person (p50/p95),
+and erasure of --batch persons in one run (persons per second). Ratios are engine / hand.
+
+The hand-written erasure is what a careful engineer would write for Kerf: find the person's
+rows, change them in one transaction, then read back to check. Each run erases different
+persons (erasure is not repeatable on the same person), drawn from the same distribution.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from lawful.demo.generate import generate  # noqa: E402
+from lawful.engine.access import access  # noqa: E402
+from lawful.engine.erase import erase  # noqa: E402
+from lawful.engine.identities import Identities  # noqa: E402
+from lawful.engine.plan import Plan, build_plan  # noqa: E402
+from lawful.keys import keyed_hash  # noqa: E402
+from lawful.manifest import load_manifest  # noqa: E402
+from lawful.manifest.model import Identity  # noqa: E402
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:8.2f} ms"
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Hand:
+    """Hand-written SQL on a raw DBAPI connection, no SQLAlchemy in the way."""
+
+    def __init__(self, engine: sa.Engine):
+        self.dialect = engine.dialect.name
+        self.raw = engine.raw_connection()
+        self.mark = "?" if self.dialect == "sqlite" else "%s"
+        self.statements = 0
+
+    def q(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        cur = self.raw.cursor()
+        cur.execute(sql.replace("?", self.mark), params)
+        self.statements += 1
+        rows = list(cur.fetchall()) if cur.description else []
+        cur.close()
+        return rows
+
+    def many(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        """`column IN (…)` for a list: the same expansion a careful engineer would write."""
+        if not values:
+            return "1 = 0", []
+        return f"{column} IN ({', '.join('?' * len(values))})", list(values)
+
+    def find(self, emails: Sequence[str]) -> dict[str, list[tuple[Any, ...]]]:
+        """Every row of the persons, in the fewest statements a person would write."""
+        rows: dict[str, list[tuple[Any, ...]]] = {}
+        where, params = self.many("lower(email)", [e.lower() for e in emails])
+        rows["customer"] = self.q(f"SELECT * FROM customer WHERE {where}", *params)
+        ids = [r[0] for r in rows["customer"]]
+        phones = [r[4] for r in rows["customer"] if r[4]]
+        cid, cparams = self.many("customer_id", ids)
+        for table in ("address", "quote", "orders", "invoice", "testimonial", "id_document"):
+            rows[table] = self.q(f"SELECT * FROM {table} WHERE {cid}", *cparams)
+        inv, iparams = self.many("invoice_id", [r[0] for r in rows["invoice"]])
+        rows["payment"] = self.q(f"SELECT * FROM payment WHERE {inv}", *iparams)
+        visitors = self.q(f"SELECT DISTINCT visitor_id FROM web_visit WHERE {cid}", *cparams)
+        vis, vparams = self.many("visitor_id", [v[0] for v in visitors])
+        rows["web_visit"] = self.q(f"SELECT * FROM web_visit WHERE {cid} OR (customer_id IS "
+                                   f"NULL AND {vis})", *cparams, *vparams)
+        lowered = [e.lower() for e in emails]
+        tick, tparams = self.many("lower(customer_email)", lowered)
+        rows["support_ticket"] = self.q(f"SELECT * FROM support_ticket WHERE {tick}", *tparams)
+        news, nparams = self.many("lower(email)", lowered)
+        rows["newsletter_subscriber"] = self.q(
+            f"SELECT * FROM newsletter_subscriber WHERE {news}", *nparams)
+        ph, pparams = self.many("phone", phones)
+        rows["call_recording"] = self.q(f"SELECT * FROM call_recording WHERE {ph}", *pparams)
+        rows["job_applicant"] = self.q(f"SELECT * FROM job_applicant WHERE {news} OR {ph}",
+                                       *nparams, *pparams)
+        return rows
+
+    def erase(self, emails: Sequence[str]) -> None:
+        """The same changes the engine makes for Kerf, in one transaction, then a check."""
+        rows = self.find(emails)
+        ids = [r[0] for r in rows["customer"]]
+        cid, cparams = self.many("customer_id", ids)
+        for table in ("web_visit", "support_ticket", "newsletter_subscriber", "call_recording",
+                      "job_applicant", "testimonial", "id_document"):
+            pks, params = self.many("id", [r[0] for r in rows[table]])
+            self.q(f"DELETE FROM {table} WHERE {pks}", *params)
+        self.q(f"UPDATE quote SET cad_file_name = 'erased.dxf' WHERE {cid}", *cparams)
+        used = self.q(f"SELECT DISTINCT shipping_address_id FROM orders WHERE {cid}", *cparams)
+        keep = {u[0] for u in used}
+        gone = [r[0] for r in rows["address"] if r[0] not in keep]
+        pks, params = self.many("id", gone)
+        self.q(f"DELETE FROM address WHERE {pks}", *params)
+        pks, params = self.many("id", sorted(keep - {None}))
+        self.q("UPDATE address SET name = NULL, street = NULL, city = NULL, postal_code = NULL, "
+               f"country = NULL WHERE {pks}", *params)
+        for row in rows["customer"]:
+            self.q("UPDATE customer SET email = ?, first_name = '(erased)', last_name = "
+                   "'(erased)', phone = NULL, company = NULL, job_title = NULL, password_hash "
+                   "= NULL WHERE id = ?", keyed_hash(row[1].lower()), row[0])
+        self.raw.commit()
+        where, params = self.many("lower(email)", [e.lower() for e in emails])
+        left = self.q(f"SELECT count(*) FROM customer WHERE {where}", *params)
+        assert left[0][0] == 0
+
+
+def load(url: str, customers: int) -> None:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            have = conn.execute(sa.text("SELECT count(*) FROM customer")).scalar()
+    except sa.exc.DBAPIError:
+        have = None
+    engine.dispose()
+    if have == customers:
+        print(f"using the {customers:,} customers already loaded")
+        return
+    started = time.perf_counter()
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        if time.perf_counter() - last[0] > 10:
+            last[0] = time.perf_counter()
+            print(f"  loaded {done:,}/{total:,} customers", flush=True)
+
+    counts = generate(url, customers, seed=1, progress=progress)
+    print(f"loaded {sum(counts.values()):,} rows for {customers:,} customers in "
+          f"{time.perf_counter() - started:.0f} s")
+
+
+def sample(url: str, n: int, rng: random.Random) -> list[str]:
+    """Distinct random persons who are still whole (never erased by an earlier phase)."""
+    engine = sa.create_engine(url)
+    emails: set[str] = set()
+    tried: set[int] = set()
+    with engine.connect() as conn:
+        top = conn.execute(sa.text("SELECT max(id) FROM customer")).scalar() or 0
+        while len(emails) < n and len(tried) < top:
+            fresh = {rng.randint(1, top) for _ in range(n - len(emails))} - tried
+            tried |= fresh
+            ids = sorted(fresh)
+            for start in range(0, len(ids), 1000):
+                chunk = ids[start:start + 1000]
+                emails.update(conn.execute(sa.select(sa.column("email")).select_from(
+                    sa.table("customer")).where(sa.column("id").in_(chunk)).where(
+                    sa.column("email").like("%@%"))).scalars().all())
+    engine.dispose()
+    picked = sorted(emails)
+    rng.shuffle(picked)
+    return picked
+
+
+def timed(func: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    func()
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--schema", help="PostgreSQL schema to use (created if missing)")
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--persons", type=int, default=200)
+    parser.add_argument("--erasures", type=int, default=50)
+    parser.add_argument("--batch", type=int, default=10_000)
+    args = parser.parse_args()
+
+    url = args.url
+    if args.schema:
+        with sa.create_engine(url).begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{args.schema}"'))
+        url += ("&" if "?" in url else "?") + "options=" + quote(f"-csearch_path={args.schema}")
+    os.environ["KERF_DATABASE_URL"] = url
+    os.environ.setdefault("LAWFUL_SECRET_KEY", "bench")
+    os.environ.setdefault("LAWFUL_STATE_DIR", str(ROOT / ".lawful-bench"))
+    load(url, args.customers)
+    engine = sa.create_engine(url)
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(sa.text("ANALYZE"))
+    plan: Plan = build_plan(load_manifest(ROOT / "examples" / "kerf" / "lawful.yaml"))
+    hand = Hand(engine)
+    rng = random.Random(42)
+    region = "NL"
+
+    def ids(emails: Sequence[str]) -> Identities:
+        return Identities.of({Identity.email: list(emails)}, region)
+
+    print(f"\n{engine.dialect.name}, {args.customers:,} customers\n")
+    people = sample(url, args.persons + 20, rng)
+    for email in people[:20]:  # warm caches and pools for both
+        access(plan, ids([email]))
+        hand.find([email])
+    engine_t, hand_t, rows = [], [], []
+    for email in people[20:]:
+        report = access(plan, ids([email]))
+        engine_t.append(report.seconds)
+        rows.append(report.row_count)
+        hand_t.append(timed(lambda e=email: hand.find([e])))
+    print(f"access, one person ({args.persons} persons, {statistics.mean(rows):.1f} rows and "
+          f"{report.statements} statements each; hand-written: 12 statements)")
+    for label, q in (("p50", 0.5), ("p95", 0.95)):
+        e, h = pct(engine_t, q), pct(hand_t, q)
+        print(f"  {label}: engine {ms(e)}   hand-written {ms(h)}   ratio {e / h:5.2f}")
+
+    victims = sample(url, 2 * args.erasures, rng)
+    engine_t, hand_t = [], []
+    for email in victims[:args.erasures]:
+        result = erase(plan, ids([email]))
+        assert result.verified, result.leftovers
+        engine_t.append(result.seconds)
+    for email in victims[args.erasures:]:
+        hand_t.append(timed(lambda e=email: hand.erase([e])))
+    print(f"\nerasure, one person ({args.erasures} persons each; the engine journals, keeps "
+          "the legal holds and verifies by searching again)")
+    for label, q in (("p50", 0.5), ("p95", 0.95)):
+        e, h = pct(engine_t, q), pct(hand_t, q)
+        print(f"  {label}: engine {ms(e)}   hand-written {ms(h)}   ratio {e / h:5.2f}")
+
+    batch = sample(url, 2 * args.batch, rng)
+    result = erase(plan, ids(batch[:args.batch]), persons=args.batch)
+    assert result.verified, result.leftovers[:5]
+    hand_s = timed(lambda: hand.erase(batch[args.batch:]))
+    print(f"\nbatch erasure of {args.batch:,} persons in one run "
+          f"({result.statements} statements)")
+    print(f"  engine       {result.seconds:8.2f} s   {args.batch / result.seconds:9,.0f} "
+          "persons/s")
+    print(f"  hand-written {hand_s:8.2f} s   {args.batch / hand_s:9,.0f} persons/s")
+    print(f"  ratio {result.seconds / hand_s:5.2f}")
+
+
+if __name__ == "__main__":
+    main()
