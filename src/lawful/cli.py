@@ -12,22 +12,22 @@ import sys
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
-import sqlalchemy as sa
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from lawful import __version__
 from lawful.checks import RULES, Finding, Severity, run_checks
-from lawful.engine.connect import EngineError
-from lawful.engine.erase import EraseResult
-from lawful.engine.identities import Identities, IdentityError
-from lawful.engine.modify import InvalidValue, ModifyResult
-from lawful.engine.plan import build_plan
 from lawful.manifest import Located, Manifest, ManifestError, find_manifest, load_located
 from lawful.manifest.model import Identity
+
+if TYPE_CHECKING:  # the engine (SQLAlchemy) loads only for the commands that use it
+    from lawful.engine.erase import EraseResult
+    from lawful.engine.identities import Identities
+    from lawful.engine.modify import ModifyResult
+    from lawful.engine.plan import Plan
 
 app = typer.Typer(
     name="lawful",
@@ -221,6 +221,8 @@ IdentityOpt = Annotated[list[str] | None, typer.Option(
 def _identities(manifest: Manifest, emails: list[str] | None, phones: list[str] | None,
                 cookies: list[str] | None, others: list[str] | None,
                 emails_file: Path | None = None) -> Identities:
+    from lawful.engine.identities import Identities, IdentityError
+
     given: dict[Identity, list[str]] = {Identity.email: list(emails or []),
                                         Identity.phone: list(phones or []),
                                         Identity.cookie_id: list(cookies or [])}
@@ -249,8 +251,17 @@ def _identities(manifest: Manifest, emails: list[str] | None, phones: list[str] 
     return identities
 
 
+def _plan(manifest: Manifest) -> Plan:
+    from lawful.engine.plan import build_plan
+
+    return build_plan(manifest)
+
+
 def _engine_call(func: Callable[[], T]) -> T:
     """Run an engine operation, turning its failures into one clear line and an exit code."""
+    from lawful.engine.connect import EngineError
+    from lawful.engine.modify import InvalidValue
+
     try:
         return func()
     except EngineError as exc:
@@ -276,7 +287,7 @@ def access(
 
     located = _load(manifest, fmt is OutputFormat.json)
     ids = _identities(located.manifest, email, phone, cookie_id, identity)
-    plan = build_plan(located.manifest)
+    plan = _plan(located.manifest)
     report = _engine_call(lambda: engine_access.access(plan, ids, portability=portability))
     if output is not None:
         title = f"Your data at {located.manifest.organisation.name}"
@@ -321,7 +332,7 @@ def erase(
     located = _load(manifest, fmt is OutputFormat.json)
     ids = _identities(located.manifest, email, phone, cookie_id, identity, emails_file)
     persons = sum(len(v) for v in ids.values.values()) if emails_file else 1
-    plan = build_plan(located.manifest)
+    plan = _plan(located.manifest)
     result = _engine_call(lambda: engine_erase(plan, ids, dry_run=dry_run, persons=persons))
     if fmt is OutputFormat.json:
         print(json.dumps(result.as_dict(), indent=2, default=str))
@@ -374,7 +385,7 @@ def rectify(
         _fail("--set takes TABLE.FIELD=VALUE")
     located = _load(manifest, fmt is OutputFormat.json)
     ids = _identities(located.manifest, email, phone, cookie_id, identity)
-    plan = build_plan(located.manifest)
+    plan = _plan(located.manifest)
     result = _engine_call(lambda: engine_rectify(plan, ids, target, value))
     _print_modify(result, fmt)
 
@@ -386,7 +397,7 @@ def _restriction(restricted: bool, email: list[str] | None, phone: list[str] | N
 
     located = _load(manifest, fmt is OutputFormat.json)
     ids = _identities(located.manifest, email, phone, cookie_id, identity)
-    plan = build_plan(located.manifest)
+    plan = _plan(located.manifest)
     _print_modify(_engine_call(lambda: engine_restrict(plan, ids, restricted)), fmt)
 
 
@@ -432,6 +443,7 @@ def demo_data(
     seed: Annotated[int, typer.Option("--seed")] = 1,
 ) -> None:
     """Build the Kerf demo database (drops and recreates its tables)."""
+    import sqlalchemy as sa
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from lawful.demo.generate import default_url, describe, generate

@@ -1,8 +1,26 @@
-"""Documents generated from the manifest: the Art. 30 record, the privacy notice, its changes."""
+"""Documents generated from the manifest: the Art. 30 record, the privacy notice, its changes.
 
-from lawful.documents.diff import notice_diff
-from lawful.documents.notice import render_notice
-from lawful.documents.ropa import render_ropa, ropa_rows
-from lawful.documents.words import describe_retention
+Submodules load on first use: the spreadsheet writer is heavy, and `lawful check` or the
+engine should not pay for it.
+"""
 
-__all__ = ["describe_retention", "notice_diff", "render_notice", "render_ropa", "ropa_rows"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "notice_diff": "lawful.documents.diff",
+    "render_notice": "lawful.documents.notice",
+    "render_ropa": "lawful.documents.ropa",
+    "ropa_rows": "lawful.documents.ropa",
+    "describe_retention": "lawful.documents.words",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'lawful.documents' has no attribute {name!r}")
