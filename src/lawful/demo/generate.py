@@ -26,7 +26,9 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import math
+import queue
 import random
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -363,7 +365,7 @@ class _World:
                 if rnd() < 0.75:
                     oday = min(days, qday + int(rnd() * 15))
                     delivered: str | None = null
-                    if rnd() < 0.83:  # 80% delivered, once recent orders are counted
+                    if rnd() < 0.855:  # 80% delivered, counting recent orders not yet delivered
                         dday = oday + 3 + int(rnd() * 25)
                         if dday <= days:
                             delivered = day_text[dday] + tod_text[28_800 + int(rnd() * 36_000)]
@@ -659,6 +661,7 @@ class _Loader:
 
     tokens: _Tokens = _DBAPI
     deferred_foreign_keys = True  # tables are created without FKs, added after loading
+    pipelined = True  # rows are written by a thread while the next chunk is made
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -721,7 +724,7 @@ class _MySQLLoader(_Loader):
     def load(self, table: Table, rows: list[Row]) -> None:
         if not rows:
             return
-        columns = ", ".join(f"`{c}`" for c in table.c.keys())
+        columns = ", ".join(f"`{c.name}`" for c in table.c)
         marks = ", ".join(["%s"] * len(table.c))
         # PyMySQL rewrites this into multi-row INSERTs of up to ~1 MB each.
         with self.dbapi.cursor() as cur:
@@ -742,6 +745,7 @@ class _MySQLLoader(_Loader):
 class _SQLiteLoader(_Loader):
     tokens = _SQLITE
     deferred_foreign_keys = False  # SQLite cannot add a foreign key to an existing table
+    pipelined = False  # in-process: nothing to overlap with
 
     def begin_load(self) -> None:
         self.conn.commit()
@@ -813,13 +817,22 @@ def generate(
                     conn.execute(CreateTable(table))
             world = _World(seed, customers, loader.tokens)
             by_name = {t.name: t for t in TABLES}
-            for done, rows in world.chunks():
+
+            def write(rows: Rows) -> None:
                 for name, table_rows in sorted(rows.items(), key=lambda kv: _ORDER[kv[0]]):
                     loader.load(by_name[name], table_rows)
                     counts[name] += len(table_rows)
-                del rows
+
+            def report(done: int) -> None:
                 if progress is not None:
                     progress(done, customers)
+
+            if loader.pipelined:
+                _pipeline(world.chunks(), write, report)
+            else:
+                for done, rows in world.chunks():
+                    write(rows)
+                    report(done)
             loader.end_load()
             for table in TABLES:
                 for index in sorted(table.indexes, key=lambda i: str(i.name)):
@@ -834,6 +847,57 @@ def generate(
 
 
 _ORDER = {t.name: i for i, t in enumerate(TABLES)}
+
+
+def _pipeline(
+    chunks: Iterator[tuple[int, Rows]],
+    write: Callable[[Rows], None],
+    report: Callable[[int], None],
+) -> None:
+    """Make the next chunk while a thread writes the last one (the server parses and stores it
+    meanwhile, on the other core). At most one chunk waits; progress is reported from here."""
+    todo: queue.Queue[tuple[int, Rows] | None] = queue.Queue(maxsize=1)
+    written: queue.Queue[int] = queue.Queue()
+    failure: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            while (item := todo.get()) is not None:
+                write(item[1])
+                written.put(item[0])
+        except BaseException as exc:  # handed to the main thread
+            failure.append(exc)
+
+    def hand_over(item: tuple[int, Rows] | None) -> None:
+        while thread.is_alive():
+            try:
+                todo.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+        raise failure[0] if failure else RuntimeError("the loader thread stopped")
+
+    def drain() -> None:
+        while True:
+            try:
+                report(written.get_nowait())
+            except queue.Empty:
+                return
+
+    thread = threading.Thread(target=writer, name="kerf-loader", daemon=True)
+    thread.start()
+    try:
+        for item in chunks:
+            hand_over(item)
+            del item  # the writer holds the only reference: freed once written
+            drain()
+    finally:
+        if thread.is_alive():
+            hand_over(None)
+        thread.join()
+    if failure:
+        raise failure[0]
+    drain()
 
 
 def describe(counts: dict[str, int]) -> str:
