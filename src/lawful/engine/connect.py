@@ -95,22 +95,45 @@ class Connections:
             raise EngineError(f"system {tp.key.system!r}, table {tp.key.table!r}: {detail}"
                               ) from None
 
-    def fetch(self, conn: Connection, tp: TablePlan, sql: str, params: Any
-              ) -> list[tuple[Any, ...]]:
-        """Run compiled SQL on the driver's own cursor (the search's hot path)."""
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    def fetch_all(self, conn: Connection, queries: list[tuple[TablePlan, str, Any]]
+                  ) -> list[list[tuple[Any, ...]]]:
+        """Run compiled SQL on the driver's own cursor (the search's hot path). On PostgreSQL
+        the statements go out in one pipeline: one wait for the round, not one per table."""
+        raw: Any = conn.connection.dbapi_connection
+        cursors = [raw.cursor() for _ in queries]
+        current = queries[0][0] if queries else None
         try:
-            cursor.execute(sql, params)
-            return list(cursor.fetchall())
+            if conn.dialect.name == "postgresql" and len(queries) > 1:
+                with raw.pipeline():
+                    for cursor, (tp, sql, params) in zip(cursors, queries, strict=True):
+                        current = tp
+                        cursor.execute(sql, params)
+            else:
+                for cursor, (tp, sql, params) in zip(cursors, queries, strict=True):
+                    current = tp
+                    cursor.execute(sql, params)
+            return [list(cursor.fetchall()) for cursor in cursors]
         except conn.dialect.dbapi.Error as exc:  # type: ignore[union-attr]
             # The failed statement may have poisoned the driver's transaction: clear it
             # before asking the database what it has.
-            conn.connection.dbapi_connection.rollback()  # type: ignore[union-attr]
-            problem = self.schema_problem(tp)
-            raise EngineError(f"system {tp.key.system!r}, table {tp.key.table!r}: "
-                              f"{problem or _first_line(exc)}") from None
+            raw.rollback()
+            assert current is not None
+            where, problem = self.first_schema_problem([q[0] for q in queries]) or (
+                current, _first_line(exc))
+            raise EngineError(f"system {where.key.system!r}, table {where.key.table!r}: "
+                              f"{problem}") from None
         finally:
-            cursor.close()
+            for cursor in cursors:
+                cursor.close()
+
+    def first_schema_problem(self, tables: list[TablePlan]
+                             ) -> tuple[TablePlan, str] | None:
+        """In a pipeline the failing statement is not known: ask for each table in turn."""
+        for tp in {t.key: t for t in tables}.values():
+            problem = self.schema_problem(tp)
+            if problem:
+                return tp, problem
+        return None
 
     def schema_problem(self, tp: TablePlan) -> str | None:
         """What the manifest names that the database lacks, if anything."""

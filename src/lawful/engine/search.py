@@ -27,6 +27,7 @@ from lawful.engine.plan import Edge, FieldPlan, Plan, TableKey, TablePlan
 CHUNK = 2000  # values per IN list: under every backend's parameter limit
 Row = dict[str, Any]
 Pk = tuple[Any, ...]
+Query = tuple[TablePlan, str, Any]  # table, compiled SQL, parameters
 
 
 def ascii_lower(text: str) -> str:
@@ -111,14 +112,35 @@ class Searcher:
             found.rounds += 1
             next_ids = Identities()
             next_vals: dict[tuple[TableKey, str, bool], set[Any]] = defaultdict(set)
+            # Every statement of a round depends only on the previous round: build them all,
+            # send them together, then take the rows.
+            work: list[tuple[TablePlan, list[_Condition], list[Query]]] = []
             for tp in self.plan.tables.values():
                 conditions = self._conditions(tp, new_ids, new_vals, seen_vals)
-                if not conditions:
-                    continue
-                for row in self._select(tp, conditions, found):
-                    self._take(tp, row, conditions, found, seen_vals, next_ids, next_vals)
+                if conditions:
+                    work.append((tp, conditions, self._queries(tp, conditions)))
+            results = iter(self._run([q for _, _, queries in work for q in queries], found))
+            for tp, conditions, queries in work:
+                for _ in queries:
+                    for row in next(results):
+                        self._take(tp, dict(zip(tp.columns, row, strict=True)), conditions,
+                                   found, seen_vals, next_ids, next_vals)
             new_ids, new_vals = next_ids, {k: v for k, v in next_vals.items() if v}
         return found
+
+    def _run(self, queries: list[Query], found: Found) -> list[list[tuple[Any, ...]]]:
+        """Results in the order of `queries`, each database's statements sent together."""
+        by_system: dict[str, list[int]] = defaultdict(list)
+        for i, query in enumerate(queries):
+            by_system[query[0].key.system].append(i)
+        out: list[list[tuple[Any, ...]]] = [[] for _ in queries]
+        for system, indexes in by_system.items():
+            conn = self.conns.connection(system)
+            rows = self.conns.fetch_all(conn, [queries[i] for i in indexes])
+            for i, result in zip(indexes, rows, strict=True):
+                out[i] = result
+        found.statements += len(queries)
+        return out
 
     def _conditions(self, tp: TablePlan, new_ids: Identities,
                     new_vals: dict[tuple[TableKey, str, bool], set[Any]],
@@ -145,9 +167,8 @@ class Searcher:
                 out.append(_Condition(e.parent_col, values, True))
         return out
 
-    def _select(self, tp: TablePlan, conditions: list[_Condition], found: Found
-                ) -> Iterator[Row]:
-        dialect = self.conns.dialect(tp.key.system)
+    def _queries(self, tp: TablePlan, conditions: list[_Condition]) -> list[Query]:
+        dialect = self.conns.engine(tp.key.system).dialect
         total = sum(len(c.values) for c in conditions)
         # Few values (one person): every condition in one statement. Many (a batch): one
         # statement per condition and chunk, so no IN list outgrows a backend's limits.
@@ -156,16 +177,14 @@ class Searcher:
         else:
             batches = [[_Condition(c.column, set(chunk), c.strong, c.casefold)]
                        for c in conditions for chunk in _chunks(sorted(c.values, key=str))]
-        conn = self.conns.connection(tp.key.system)
+        out: list[Query] = []
         for batch in batches:
-            values = [_padded(_values(c, dialect)) for c in batch]
-            sql, order = self._statement(tp, batch, [len(v) for v in values], conn.dialect)
+            values = [_padded(_values(c, dialect.name)) for c in batch]
+            sql, order = self._statement(tp, batch, [len(v) for v in values], dialect)
             flat = {f"p{i}_{j}": value for i, vals in enumerate(values)
                     for j, value in enumerate(vals)}
-            params: Any = tuple(flat[name] for name in order) if order else flat
-            found.statements += 1
-            for row in self.conns.fetch(conn, tp, sql, params):
-                yield dict(zip(tp.columns, row, strict=True))
+            out.append((tp, sql, tuple(flat[name] for name in order) if order else flat))
+        return out
 
     def _statement(self, tp: TablePlan, batch: list[_Condition], sizes: list[int],
                    dialect: sa.Dialect) -> tuple[str, tuple[str, ...] | None]:
