@@ -120,10 +120,13 @@ class Hand:
         pks, params = self.many("id", sorted(keep - {None}))
         self.q("UPDATE address SET name = NULL, street = NULL, city = NULL, postal_code = NULL, "
                f"country = NULL WHERE {pks}", *params)
-        for row in rows["customer"]:
-            self.q("UPDATE customer SET email = ?, first_name = '(erased)', last_name = "
-                   "'(erased)', phone = NULL, company = NULL, job_title = NULL, password_hash "
-                   "= NULL WHERE id = ?", keyed_hash(row[1].lower()), row[0])
+        cur = self.raw.cursor()  # executemany: psycopg pipelines it, PyMySQL batches it
+        cur.executemany(("UPDATE customer SET email = ?, first_name = '(erased)', last_name = "
+                         "'(erased)', phone = NULL, company = NULL, job_title = NULL, "
+                         "password_hash = NULL WHERE id = ?").replace("?", self.mark),
+                        [(keyed_hash(row[1].lower()), row[0]) for row in rows["customer"]])
+        cur.close()
+        self.statements += 1
         self.raw.commit()
         where, params = self.many("lower(email)", [e.lower() for e in emails])
         left = self.q(f"SELECT count(*) FROM customer WHERE {where}", *params)
@@ -219,11 +222,15 @@ def main() -> None:
         access(plan, ids([email]))
         hand.find([email])
     engine_t, hand_t, rows = [], [], []
-    for email in people[20:]:
+    for n, email in enumerate(people[20:]):
+        # Whoever reads a person first pays for the cold pages: alternate who goes first.
+        if n % 2:
+            hand_t.append(timed(lambda e=email: hand.find([e])))
         report = access(plan, ids([email]))
         engine_t.append(report.seconds)
         rows.append(report.row_count)
-        hand_t.append(timed(lambda e=email: hand.find([e])))
+        if not n % 2:
+            hand_t.append(timed(lambda e=email: hand.find([e])))
     print(f"access, one person ({args.persons} persons, {statistics.mean(rows):.1f} rows and "
           f"{report.statements} statements each; hand-written: 12 statements)")
     for label, q in (("p50", 0.5), ("p95", 0.95)):

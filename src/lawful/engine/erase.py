@@ -36,6 +36,7 @@ from lawful.keys import keyed_hash
 from lawful.manifest.model import Identity, Strategy
 
 MARKER_TABLE = "lawful_journal"
+CASE_CHUNK = 200  # rows per UPDATE when per-row values go through a CASE
 _marker_meta = sa.MetaData()
 marker = sa.Table(
     MARKER_TABLE, _marker_meta,
@@ -269,12 +270,18 @@ class Eraser:
 
     def _apply_system(self, conn: sa.Connection, system: str, todo: dict[str, Any]) -> int:
         statements = 0
+        joined = conn.dialect.name == "postgresql"
         for table, action in todo.items():
             tp = self.plan.tables[TableKey(system, table)]
             tc = table_clause(tp)
             for group in action["update"]:
-                for start in range(0, len(group["pks"]), CHUNK // 2):
-                    chunk = group["pks"][start:start + CHUNK // 2]
+                if joined and len(tp.pk) == 1:
+                    self._update_joined(conn, tp, group)
+                    statements += 1
+                    continue
+                # A CASE per row value costs rows x branches: keep its chunks small.
+                for start in range(0, len(group["pks"]), CASE_CHUNK):
+                    chunk = group["pks"][start:start + CASE_CHUNK]
                     assignments = {
                         name: self._assignment(tc, tp, name, group["values"][name], chunk)
                         for name in group["fields"]}
@@ -292,6 +299,33 @@ class Eraser:
                 self.conns.execute(conn, tp, stmt)
                 statements += 1
         return statements
+
+    def _update_joined(self, conn: sa.Connection, tp: TablePlan, group: dict[str, Any]) -> None:
+        """PostgreSQL: one UPDATE joined to the new values (unnest of arrays), linear in rows
+        whatever their number, where a CASE would compare every row with every branch."""
+        quote = conn.dialect.identifier_preparer.quote
+        keys = [json.dumps(pk, default=str) for pk in group["pks"]]
+        params: dict[str, Any] = {"pk": [pk[0] for pk in group["pks"]]}
+        sets, columns, arrays = [], ["pk"], ["%(pk)s"]
+        for i, name in enumerate(group["fields"]):
+            values = [group["values"][name].get(key) for key in keys]
+            if len({json.dumps(v) for v in values}) == 1:
+                params[f"c{i}"] = values[0]
+                sets.append(f"{quote(name)} = %(c{i})s")
+            else:
+                params[f"v{i}"] = [None if v is None else str(v) for v in values]
+                columns.append(f"v{i}")
+                arrays.append(f"%(v{i})s::text[]")
+                sets.append(f"{quote(name)} = v.v{i}")
+        table, pk = quote(tp.key.table), quote(tp.pk[0])
+        sql = (f"UPDATE {table} SET {', '.join(sets)} FROM unnest({', '.join(arrays)}) "
+               f"AS v({', '.join(columns)}) WHERE {table}.{pk} = v.pk")
+        try:
+            conn.exec_driver_sql(sql, params)
+        except sa.exc.DBAPIError as exc:
+            problem = self.conns.schema_problem(tp) or str(exc.orig).splitlines()[0]
+            raise EngineError(f"system {tp.key.system!r}, table {tp.key.table!r}: {problem}"
+                              ) from None
 
     @staticmethod
     def _assignment(tc: sa.TableClause, tp: TablePlan, name: str, values: dict[str, Any],

@@ -25,6 +25,7 @@ from lawful.engine.identities import WEAK, Identities, IdentityError, normalise
 from lawful.engine.plan import Edge, FieldPlan, Plan, TableKey, TablePlan
 
 CHUNK = 2000  # values per IN list: under every backend's parameter limit
+ARRAY_FROM = 64  # PostgreSQL: bind arrays instead of IN lists above this many values
 Row = dict[str, Any]
 Pk = tuple[Any, ...]
 Query = tuple[TablePlan, str, Any]  # table, compiled SQL, parameters
@@ -170,6 +171,13 @@ class Searcher:
     def _queries(self, tp: TablePlan, conditions: list[_Condition]) -> list[Query]:
         dialect = self.conns.engine(tp.key.system).dialect
         total = sum(len(c.values) for c in conditions)
+        if dialect.name == "postgresql" and total > ARRAY_FROM:
+            # A batch: one array parameter per condition (= ANY), whatever the number of
+            # values, so one statement per table and round even for 10,000 persons. (For a
+            # few values the cached IN statements are faster.)
+            sql, _ = self._statement(tp, conditions, None, dialect)
+            return [(tp, sql, {f"p{i}": _values(c, dialect.name)
+                               for i, c in enumerate(conditions)})]
         # Few values (one person): every condition in one statement. Many (a batch): one
         # statement per condition and chunk, so no IN list outgrows a backend's limits.
         if total <= CHUNK:
@@ -186,21 +194,26 @@ class Searcher:
             out.append((tp, sql, tuple(flat[name] for name in order) if order else flat))
         return out
 
-    def _statement(self, tp: TablePlan, batch: list[_Condition], sizes: list[int],
+    def _statement(self, tp: TablePlan, batch: list[_Condition], sizes: list[int] | None,
                    dialect: sa.Dialect) -> tuple[str, tuple[str, ...] | None]:
         """The SQL of one shape of conditions, compiled once by SQLAlchemy for the dialect and
-        then run on the driver directly: the search's statements are its hot path."""
-        shape = (tp.key, tuple((c.column, c.casefold) for c in batch), tuple(sizes),
-                 dialect.name)
+        then run on the driver directly: the search's statements are its hot path. Without
+        sizes, each condition binds one array (PostgreSQL's = ANY)."""
+        shape = (tp.key, tuple((c.column, c.casefold) for c in batch),
+                 tuple(sizes) if sizes else None, dialect.name)
         cached = self._statements.get(shape)
         if cached is None:
             tc = table_clause(tp)
             parts = []
-            for i, (c, size) in enumerate(zip(batch, sizes, strict=True)):
+            for i, c in enumerate(batch):
                 column = tc.c[c.column]
                 if c.casefold and dialect.name != "mysql":  # MariaDB's collation ignores case
                     column = sa.func.lower(column)
-                parts.append(column.in_([sa.bindparam(f"p{i}_{j}") for j in range(size)]))
+                if sizes is None:
+                    parts.append(column == sa.any_(sa.bindparam(f"p{i}")))
+                else:
+                    parts.append(column.in_([sa.bindparam(f"p{i}_{j}")
+                                             for j in range(sizes[i])]))
             compiled = sa.select(*(tc.c[name] for name in tp.columns)).where(
                 sa.or_(*parts)).compile(dialect=dialect)
             order = tuple(compiled.positiontup) if compiled.positional else None
