@@ -415,13 +415,13 @@ def test_verification_catches_an_erasure_that_did_not_happen(
         kerf: Kerf, monkeypatch: pytest.MonkeyPatch) -> None:
     from lawful.engine.erase import Eraser
 
-    real = Eraser._apply_system
+    real = Eraser._writes
 
-    def skip_customer(self: Eraser, conn: Any, system: str, todo: dict[str, Any]) -> int:
+    def skip_customer(self: Eraser, conn: Any, system: str, todo: dict[str, Any]) -> Any:
         todo = {t: a for t, a in todo.items() if t not in {"customer", "support_ticket"}}
         return real(self, conn, system, todo)
 
-    monkeypatch.setattr(Eraser, "_apply_system", skip_customer)
+    monkeypatch.setattr(Eraser, "_writes", skip_customer)
     result = erase(kerf.plan, kerf.ids(well_known(kerf)))
     assert result.verified is False
     assert any("shop.customer" in p for p in result.leftovers)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.schema import CreateTable
 
 from lawful.engine import state
 from lawful.engine.connect import Connections, EngineError
@@ -252,32 +253,33 @@ class Eraser:
             if not todo:
                 continue
             engine = self.conns.engine(system)
-            _marker_meta.create_all(engine, checkfirst=True)  # DDL outside the transaction
+            _ensure_marker(engine)  # DDL outside the transaction (MySQL would commit it)
             with engine.begin() as conn:
                 done = conn.execute(sa.select(marker.c.run_id).where(
                     marker.c.run_id == run_id, marker.c.system == system)).first()
                 if done is not None:
                     state.record_step(run_id, system, {"skipped": "already committed"})
                     continue
-                statements += self._apply_system(conn, system, todo)
-                conn.execute(marker.insert().values(
-                    run_id=run_id, system=system, action="erase",
-                    completed_at=state.now()))
+                writes = self._writes(conn, system, todo)
+                writes.append((None, marker.insert().values(
+                    run_id=run_id, system=system, action="erase", completed_at=state.now())))
+                self._execute(conn, writes)
+                statements += len(writes) - 1
                 _fault_point(f"{system}:before-commit")
             _fault_point(system)
             state.record_step(run_id, system, {"tables": sorted(todo)})
         return statements
 
-    def _apply_system(self, conn: sa.Connection, system: str, todo: dict[str, Any]) -> int:
-        statements = 0
+    def _writes(self, conn: sa.Connection, system: str, todo: dict[str, Any]) -> list[Write]:
+        """The statements of one database, in order: updates, then deletes children first."""
+        writes: list[Write] = []
         joined = conn.dialect.name == "postgresql"
         for table, action in todo.items():
             tp = self.plan.tables[TableKey(system, table)]
             tc = table_clause(tp)
             for group in action["update"]:
                 if joined and len(tp.pk) == 1:
-                    self._update_joined(conn, tp, group)
-                    statements += 1
+                    writes.append((tp, self._update_joined(conn, tp, group)))
                     continue
                 # A CASE per row value costs rows x branches: keep its chunks small.
                 for start in range(0, len(group["pks"]), CASE_CHUNK):
@@ -285,9 +287,8 @@ class Eraser:
                     assignments = {
                         name: self._assignment(tc, tp, name, group["values"][name], chunk)
                         for name in group["fields"]}
-                    stmt = sa.update(tc).where(_pk_in(tc, tp, chunk)).values(assignments)
-                    self.conns.execute(conn, tp, stmt)
-                    statements += 1
+                    writes.append((tp, sa.update(tc).where(_pk_in(tc, tp, chunk)).values(
+                        assignments)))
         for key in self.plan.delete_order:  # children before parents
             if key.system != system or key.table not in todo:
                 continue
@@ -295,12 +296,42 @@ class Eraser:
             pks = todo[key.table]["delete"]
             tc = table_clause(tp)
             for start in range(0, len(pks), CHUNK):
-                stmt = sa.delete(tc).where(_pk_in(tc, tp, pks[start:start + CHUNK]))
-                self.conns.execute(conn, tp, stmt)
-                statements += 1
-        return statements
+                writes.append((tp, sa.delete(tc).where(_pk_in(tc, tp, pks[start:start + CHUNK]))))
+        return writes
 
-    def _update_joined(self, conn: sa.Connection, tp: TablePlan, group: dict[str, Any]) -> None:
+    def _execute(self, conn: sa.Connection, writes: list[Write]) -> None:
+        """Run the writes in the open transaction; on PostgreSQL in one pipeline (one wait,
+        not one per statement). A failure names the table and what the database lacks."""
+        raw: Any = conn.connection.dbapi_connection
+        compiled = [(tp, *_driver_sql(conn.dialect, w)) for tp, w in writes]
+        cursor = raw.cursor()
+        current: TablePlan | None = None
+
+        def send() -> None:
+            nonlocal current
+            for tp, sql, params in compiled:
+                current = tp  # named in the error if this statement fails
+                cursor.execute(sql, params)
+
+        try:
+            if conn.dialect.name == "postgresql" and len(compiled) > 1:
+                with raw.pipeline():
+                    send()
+            else:
+                send()
+        except conn.dialect.dbapi.Error as exc:  # type: ignore[union-attr]
+            raw.rollback()
+            tables = [tp for tp, _, _ in compiled if tp is not None]
+            where, problem = self.conns.first_schema_problem(tables) or (
+                current, str(exc).strip().splitlines()[0])
+            name = f"system {where.key.system!r}, table {where.key.table!r}" if where \
+                else "the journal marker"
+            raise EngineError(f"{name}: {problem}") from None
+        finally:
+            cursor.close()
+
+    def _update_joined(self, conn: sa.Connection, tp: TablePlan, group: dict[str, Any]
+                       ) -> tuple[str, dict[str, Any]]:
         """PostgreSQL: one UPDATE joined to the new values (unnest of arrays), linear in rows
         whatever their number, where a CASE would compare every row with every branch."""
         quote = conn.dialect.identifier_preparer.quote
@@ -320,12 +351,7 @@ class Eraser:
         table, pk = quote(tp.key.table), quote(tp.pk[0])
         sql = (f"UPDATE {table} SET {', '.join(sets)} FROM unnest({', '.join(arrays)}) "
                f"AS v({', '.join(columns)}) WHERE {table}.{pk} = v.pk")
-        try:
-            conn.exec_driver_sql(sql, params)
-        except sa.exc.DBAPIError as exc:
-            problem = self.conns.schema_problem(tp) or str(exc.orig).splitlines()[0]
-            raise EngineError(f"system {tp.key.system!r}, table {tp.key.table!r}: {problem}"
-                              ) from None
+        return sql, params
 
     @staticmethod
     def _assignment(tc: sa.TableClause, tp: TablePlan, name: str, values: dict[str, Any],
@@ -338,6 +364,27 @@ class Eraser:
         whens = [(sa.and_(*(tc.c[c] == v for c, v in zip(tp.pk, pk, strict=True))), value)
                  for pk, value in zip(chunk, wanted, strict=True)]
         return sa.case(*whens, else_=tc.c[name])
+
+
+Write = tuple[TablePlan | None, "sa.Executable | tuple[str, dict[str, Any]]"]
+
+
+def _ensure_marker(engine: sa.Engine) -> None:
+    """One cheap statement, not a schema inspection: the database may have been recreated
+    since the last run, so nothing is remembered."""
+    with engine.begin() as conn:
+        conn.execute(CreateTable(marker, if_not_exists=True))
+
+
+def _driver_sql(dialect: sa.Dialect, write: Any) -> tuple[str, Any]:
+    """SQL text and parameters in the driver's own style, for a raw cursor."""
+    if isinstance(write, tuple):
+        return write
+    compiled = write.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    params = compiled.params
+    if compiled.positional:
+        return compiled.string, tuple(params[name] for name in compiled.positiontup)
+    return compiled.string, params
 
 
 def _pk_in(tc: sa.TableClause, tp: TablePlan, pks: list[list[Any]]) -> sa.ColumnElement[bool]:
