@@ -163,6 +163,10 @@ CASES: dict[str, tuple[Callable[[Data], None], str]] = {
                           "systems[0].tables[0].fields[3]"),
     "fixed-without-value": (lambda d: _set(field(d, "customer", "phone"), erase="fixed"),
                             "systems[0].tables[0].fields[3]"),
+    "self-reference-same-person": (
+        lambda d: table(d, "customer").setdefault("references", []).append(
+            {"field": "referred_by", "to": "customer.id"}),
+        "systems[0].tables[0].references[0]"),
     "authority-missing": (lambda d: _set(d["organisation"], supervisory_authorities=[]),
                           "organisation"),
     "response-too-long": (lambda d: _set(d["rights"], response_time="45 days"),

@@ -124,3 +124,18 @@ def fixed_without_value(ctx: Context) -> Iterator[Hit]:
                     yield (("systems", si, "tables", ti, "fields", fi),
                            f"{table.name}.{fld.name} is erased with a fixed text it does not "
                            "give", "add fixed_value: e.g. '(erased)'")
+
+
+@rule("self-reference-same-person", Severity.warning, "GDPR Art. 5(1)(f), 15, 17",
+      "A table referencing its own rows as the same person")
+def self_reference(ctx: Context) -> Iterator[Hit]:
+    for si, system in enumerate(ctx.manifest.systems):
+        for ti, table in enumerate(system.tables):
+            for ri, ref in enumerate(table.references):
+                target = ref.to.split(".")[-2]
+                if target == table.name and not ref.other_person:
+                    yield (("systems", si, "tables", ti, "references", ri),
+                           f"{table.name}.{ref.field} points at another {table.name} row, "
+                           "which may be someone else's (a reply, a referral): requests would "
+                           "walk from one person to the other",
+                           "set other_person: true, unless the rows always share one person")
