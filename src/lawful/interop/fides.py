@@ -60,7 +60,6 @@ import types
 import typing
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import yaml
@@ -70,9 +69,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from lawful.manifest.errors import ManifestError, Problem, format_path
 from lawful.manifest.errors import Path as DocPath
+from lawful.manifest.load import read_source
 from lawful.manifest.model import FieldDecl, Id, Identity, Reference, Strategy, System, Table
 from lawful.manifest.suggest import suggest
-from lawful.manifest.yamlsource import MAX_BYTES, Positions, SourceError, read_yaml
+from lawful.manifest.yamlsource import Positions, SourceError, read_yaml
 
 # --- vocabulary ------------------------------------------------------------------------------
 
@@ -194,26 +194,7 @@ def _show(value: Any) -> str:
 def import_fides(path: str | os.PathLike[str]) -> list[System]:
     """Read a fideslang dataset YAML file into lawful systems; ManifestError on any problem."""
     name = str(path)
-    file = Path(path)
-    try:
-        size = file.stat().st_size
-    except FileNotFoundError:
-        raise ManifestError([Problem(name, 1, 1, "(document)", "no such file")]) from None
-    except OSError as exc:
-        raise ManifestError([Problem(name, 1, 1, "(document)", f"cannot read: {exc}")]) from None
-    if size > MAX_BYTES:
-        raise ManifestError([Problem(
-            name, 1, 1, "(document)",
-            f"the file is {size / 1024 / 1024:.1f} MB; refused above "
-            f"{MAX_BYTES // (1024 * 1024)} MB", "split the datasets over several files")])
-    try:
-        text = file.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ManifestError([Problem(name, 1, 1, "(document)",
-                                     f"not UTF-8 text (byte {exc.start})",
-                                     "save the file as UTF-8")]) from None
-    except OSError as exc:
-        raise ManifestError([Problem(name, 1, 1, "(document)", f"cannot read: {exc}")]) from None
+    text = read_source(path, too_big_hint="split the datasets over several files")
     return import_fides_text(text, name)
 
 

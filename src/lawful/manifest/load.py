@@ -45,32 +45,36 @@ def load_manifest_text(text: str, name: str = "<manifest>") -> Manifest:
     return located_from_text(text, name).manifest
 
 
-def load_located(path: str | os.PathLike[str]) -> Located:
+def read_source(path: str | os.PathLike[str], missing_hint: str | None = None,
+                too_big_hint: str | None = None) -> str:
+    """A YAML source file's text, or ManifestError: missing, unreadable, too large (refused
+    before reading: a 10 MB file is never a manifest), or not UTF-8."""
     file = FsPath(path)
     name = str(path)
+
+    def problem(message: str, hint: str | None = None) -> ManifestError:
+        return ManifestError([Problem(name, 1, 1, "(document)", message, hint)])
+
     try:
         size = file.stat().st_size
     except FileNotFoundError:
-        raise ManifestError([Problem(name, 1, 1, "(document)", "no such file",
-                                     "pass --manifest FILE or set LAWFUL_MANIFEST")]) from None
+        raise problem("no such file", missing_hint) from None
     except OSError as exc:
-        raise ManifestError([Problem(name, 1, 1, "(document)", f"cannot read: {exc}")]) from None
+        raise problem(f"cannot read: {exc}") from None
     if size > MAX_BYTES:
-        # Refuse before reading: a 10 MB file is never a manifest.
-        raise ManifestError([Problem(
-            name, 1, 1, "(document)",
-            f"the file is {size / 1024 / 1024:.1f} MB; a manifest is refused above "
-            f"{MAX_BYTES // (1024 * 1024)} MB")])
+        raise problem(f"the file is {size / 1024 / 1024:.1f} MB; refused above "
+                      f"{MAX_BYTES // (1024 * 1024)} MB", too_big_hint)
     try:
-        raw = file.read_bytes()
-        text = raw.decode("utf-8")
+        return file.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ManifestError([Problem(name, 1, 1, "(document)",
-                                     f"not UTF-8 text (byte {exc.start})",
-                                     "save the file as UTF-8")]) from None
+        raise problem(f"not UTF-8 text (byte {exc.start})", "save the file as UTF-8") from None
     except OSError as exc:
-        raise ManifestError([Problem(name, 1, 1, "(document)", f"cannot read: {exc}")]) from None
-    return located_from_text(text, name)
+        raise problem(f"cannot read: {exc}") from None
+
+
+def load_located(path: str | os.PathLike[str]) -> Located:
+    text = read_source(path, missing_hint="pass --manifest FILE or set LAWFUL_MANIFEST")
+    return located_from_text(text, str(path))
 
 
 def located_from_text(text: str, name: str = "<manifest>") -> Located:
