@@ -426,3 +426,24 @@ def test_verification_catches_an_erasure_that_did_not_happen(
     assert result.verified is False
     assert any("shop.customer" in p for p in result.leftovers)
     assert any("shop.support_ticket" in p for p in result.leftovers)
+
+
+@pytest.mark.parametrize("kerf", ["sqlite"], indirect=True)
+def test_an_interrupted_run_is_not_resumed_under_another_manifest(
+        kerf: Kerf, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lawful.engine import erase as erase_module
+
+    email = well_known(kerf)
+
+    def crash(*_: Any, **__: Any) -> int:
+        raise KeyboardInterrupt  # the process dies after planning, before any write
+
+    with monkeypatch.context() as patched, pytest.raises(KeyboardInterrupt):
+        patched.setattr(erase_module.Eraser, "apply", crash)
+        erase(kerf.plan, kerf.ids(email))
+    changed = load_manifest(KERF).model_copy(deep=True)
+    changed.retention[0].keep = changed.retention[0].keep.__class__(5, "years")
+    with pytest.raises(EngineError, match="another version of the manifest"):
+        erase(build_plan(changed), kerf.ids(email))
+    resumed = erase(kerf.plan, kerf.ids(email))  # the original manifest finishes it
+    assert resumed.resumed and resumed.verified

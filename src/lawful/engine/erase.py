@@ -416,7 +416,14 @@ def erase(plan: Plan, identities: Identities, *, dry_run: bool = False, persons:
         digest = state.request_digest("erase", identities)
         resumed = None if dry_run else state.unfinished_run("erase", digest)
         if resumed is not None:
-            run_id, payload = resumed
+            if resumed.manifest_digest != manifest_digest(plan):
+                # The tables or holds changed since the run was planned: its decisions may no
+                # longer fit the databases. Refuse rather than guess.
+                raise EngineError(
+                    f"run {resumed.run_id} of this erasure was interrupted and planned with "
+                    "another version of the manifest's systems or retention rules; run it "
+                    "again with that version to finish it")
+            run_id, payload = resumed.run_id, resumed.payload
             actions, tables = payload["actions"], [TableResult(**t) for t in payload["tables"]]
             known = Identities({Identity(k): set(v) for k, v in payload["identities"].items()})
             statements = 0

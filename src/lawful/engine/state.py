@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -109,14 +110,22 @@ def open_run(run_id: str, action: str, digest: str, manifest_digest: str,
             status="planned", payload=blob, created_at=now()))
 
 
-def unfinished_run(action: str, digest: str) -> tuple[str, dict[str, Any]] | None:
+@dataclass(frozen=True)
+class Unfinished:
+    run_id: str
+    manifest_digest: str
+    payload: dict[str, Any]
+
+
+def unfinished_run(action: str, digest: str) -> Unfinished | None:
+    """The newest run of the same request that was planned but never closed (a crash)."""
     with store().connect() as conn:
-        row = conn.execute(sa.select(runs.c.id, runs.c.payload).where(
+        row = conn.execute(sa.select(runs.c.id, runs.c.payload, runs.c.manifest_digest).where(
             runs.c.action == action, runs.c.request_digest == digest,
             runs.c.status == "planned").order_by(runs.c.created_at.desc())).first()
     if row is None or row.payload is None:
         return None
-    return row.id, json.loads(decrypt(row.payload))
+    return Unfinished(row.id, row.manifest_digest, json.loads(decrypt(row.payload)))
 
 
 def record_step(run_id: str, system: str, detail: dict[str, Any]) -> None:
