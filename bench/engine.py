@@ -206,7 +206,7 @@ def main() -> None:
             conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{args.schema}"'))
         url += ("&" if "?" in url else "?") + "options=" + quote(f"-csearch_path={args.schema}")
     os.environ["KERF_DATABASE_URL"] = url
-    os.environ.setdefault("LAWFUL_SECRET_KEY", "bench")
+    os.environ.setdefault("LAWFUL_SECRET_KEY", "benchmark-secret-key")
     os.environ.setdefault("LAWFUL_STATE_DIR", str(ROOT / ".lawful-bench"))
     load(url, args.customers)
     engine = sa.create_engine(url)

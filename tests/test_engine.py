@@ -63,7 +63,7 @@ def kerf(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mon
     generate(url, 150, seed=7)
     monkeypatch.setenv("KERF_DATABASE_URL", url)
     monkeypatch.setenv("LAWFUL_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("LAWFUL_SECRET_KEY", "test-secret")
+    monkeypatch.setenv("LAWFUL_SECRET_KEY", "engine-test-secret-key")
     yield Kerf(url, kerf_plan, request.param)
 
 

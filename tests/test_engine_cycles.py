@@ -51,7 +51,7 @@ systems:
 @pytest.fixture
 def looped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("LAWFUL_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("LAWFUL_SECRET_KEY", "cycle")
+    monkeypatch.setenv("LAWFUL_SECRET_KEY", "cycle-test-secret-key")
     path = tmp_path / "loop.db"
     db = sqlite3.connect(path)
     db.executescript("""

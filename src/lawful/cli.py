@@ -261,11 +261,14 @@ def _engine_call(func: Callable[[], T]) -> T:
     """Run an engine operation, turning its failures into one clear line and an exit code."""
     from lawful.engine.connect import EngineError
     from lawful.engine.modify import InvalidValue
+    from lawful.keys import SecretKeyError
 
     try:
         return func()
     except EngineError as exc:
         _fail(str(exc), EXIT_UNAVAILABLE)
+    except SecretKeyError as exc:
+        _fail(str(exc))
     except InvalidValue as exc:
         _fail(str(exc))
 

@@ -23,17 +23,42 @@ def state_dir() -> Path:
     return Path(os.environ.get("LAWFUL_STATE_DIR", ".lawful"))
 
 
+MIN_KEY = 16  # characters: anything shorter makes pseudonyms guessable
+
+
+class SecretKeyError(RuntimeError):
+    """lawful's secret is missing or too weak: nothing is pseudonymised with it."""
+
+
 def _master() -> bytes:
     configured = os.environ.get("LAWFUL_SECRET_KEY")
-    if configured:
+    if configured is not None:
+        if len(configured) < MIN_KEY:
+            raise SecretKeyError(f"LAWFUL_SECRET_KEY must be at least {MIN_KEY} characters")
         return configured.encode("utf-8")
-    path = state_dir() / "secret.key"
+    return _file_key(str(state_dir() / "secret.key"))
+
+
+@cache
+def _file_key(name: str) -> bytes:
+    path = Path(name)
     if not path.exists():
+        # Written whole under another name, then renamed: no reader ever sees half a key.
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_urlsafe(48))
-    return path.read_text().strip().encode("utf-8")
+        try:
+            os.link(tmp, path)  # fails if another process won the race: use theirs
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    key = path.read_text().strip()
+    if len(key) < MIN_KEY:
+        raise SecretKeyError(f"{path} holds no usable key; restore it from your backup")
+    return key.encode("utf-8")
 
 
 @cache

@@ -91,7 +91,7 @@ class Connections:
             return conn.execute(stmt, params or {})
         except sa.exc.DBAPIError as exc:
             problem = self.schema_problem(tp)
-            detail = problem or _first_line(exc.orig)
+            detail = problem or statement_error(exc.orig)
             raise EngineError(f"system {tp.key.system!r}, table {tp.key.table!r}: {detail}"
                               ) from None
 
@@ -119,7 +119,7 @@ class Connections:
             raw.rollback()
             assert current is not None
             where, problem = self.first_schema_problem([q[0] for q in queries]) or (
-                current, _first_line(exc))
+                current, statement_error(exc))
             raise EngineError(f"system {where.key.system!r}, table {where.key.table!r}: "
                               f"{problem}") from None
         finally:
@@ -165,3 +165,14 @@ class Connections:
 def _first_line(exc: object) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def statement_error(exc: BaseException) -> str:
+    """Why a statement failed, without the driver's text where it may quote a row's value
+    ('invalid input syntax for type integer: "…"'): the error class and code only. SQLite's
+    messages name tables and columns, never values, and are kept."""
+    module = type(exc).__module__
+    if module.startswith("sqlite3"):
+        return _first_line(exc)
+    code = getattr(exc, "sqlstate", None) or (exc.args[0] if exc.args else None)
+    return f"the database refused the statement ({type(exc).__name__}, code {code})"

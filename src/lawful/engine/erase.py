@@ -18,7 +18,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import re
 import time
 import uuid
 from collections import defaultdict
@@ -29,8 +28,8 @@ import sqlalchemy as sa
 from sqlalchemy.schema import CreateTable
 
 from lawful.engine import state
-from lawful.engine.connect import Connections, EngineError
-from lawful.engine.identities import Identities, IdentityError, normalise
+from lawful.engine.connect import Connections, EngineError, safe_url, statement_error
+from lawful.engine.identities import WEAK, Identities, IdentityError, normalise
 from lawful.engine.plan import FieldPlan, Plan, TableKey, TablePlan
 from lawful.engine.search import CHUNK, Found, Pk, Row, Searcher, table_clause
 from lawful.keys import keyed_hash
@@ -94,7 +93,8 @@ def _replacement(f: FieldPlan, value: Any, region: str | None) -> Any:
         return f.decl.fixed_value
     text = str(value)
     if strategy is Strategy.mask:
-        return "*" * max(len(text) - 4, 0) + text[-4:]
+        # Keep the last four only when something is left to hide; short values go entirely.
+        return "*" * len(text) if len(text) <= 4 else "*" * (len(text) - 4) + text[-4:]
     if strategy is Strategy.hash:
         if f.decl.identity is not None:
             with contextlib.suppress(IdentityError):
@@ -107,23 +107,8 @@ def _erasable(f: FieldPlan) -> bool:
     return f.decl.category is not None and f.strategy is not Strategy.keep
 
 
-_PSEUDONYM = re.compile(r"^[0-9a-f]{64}$")
-_MASKED = re.compile(r"^\*+[^*]{0,4}$")
-
-
 def is_erased(f: FieldPlan, value: Any) -> bool:
-    """Whether a stored value is already in the erased form of its strategy, so that erasing
-    twice changes nothing (a pseudonym is not hashed again)."""
-    if value is None:
-        return True
-    strategy = f.strategy
-    if strategy is Strategy.fixed:
-        return value == f.decl.fixed_value
-    if strategy is Strategy.hash:
-        return isinstance(value, str) and bool(_PSEUDONYM.match(value))
-    if strategy is Strategy.mask:
-        return isinstance(value, str) and bool(_MASKED.match(value))
-    return False
+    return f.holds_erased(value)
 
 
 class Eraser:
@@ -146,7 +131,10 @@ class Eraser:
             tp = self.plan.tables[key]
             result = results[key] = TableResult(key.system, key.table, found=len(rows))
             live = self.apply_table_hold(tp, rows, result)
-            delete = {pk for pk in live if tp.deletes_rows}
+            # A row with a field still under a legal hold stays (that field kept, the others
+            # erased) even in a table whose rows are otherwise deleted.
+            delete = {pk for pk in live if tp.deletes_rows and not any(
+                self.field_held(f, rows[pk]) for f in tp.fields if f.hold is not None)}
             delete -= self._still_referenced(tp, {pk: rows[pk] for pk in delete}, deleting)
             deleting[key] = delete
             updates = self._updates(tp, {pk: rows[pk] for pk in live if pk not in delete},
@@ -161,26 +149,28 @@ class Eraser:
         return dict(actions), ordered
 
     def apply_table_hold(self, tp: TablePlan, rows: dict[Pk, Row], result: TableResult
-                          ) -> list[Pk]:
+                         ) -> list[Pk]:
+        """The rows no legal hold keeps any more; the others are counted in `result`."""
         if tp.hold is None:
             return list(rows)
         live: list[Pk] = []
         latest: dt.date | None = None
         open_ended = False
+        rules: dict[str, str | None] = {}
         for pk, row in rows.items():
-            until = tp.hold.until(row.get(tp.hold.column), self.plan.year_end) \
-                if tp.hold.column else None
+            until, rule = tp.hold.until(row, self.plan.year_end)
             if until is not None and until < self.today:
-                live.append(pk)  # the hold has ended: erase as usual
+                live.append(pk)  # every hold has ended: erase as usual
                 continue
             result.held += 1
+            rules[rule.name or rule.id] = rule.law
             if until is None:
                 open_ended = True
             elif latest is None or until > latest:
                 latest = until
         if result.held:
-            result.held_rule = tp.hold.rule.name or tp.hold.rule.id
-            result.held_law = tp.hold.rule.law
+            result.held_rule = "; ".join(rules)
+            result.held_law = "; ".join(law for law in rules.values() if law) or None
             result.held_until = "open" if open_ended else (latest.isoformat() if latest else None)
         return live
 
@@ -239,8 +229,7 @@ class Eraser:
     def field_held(self, f: FieldPlan, row: Row) -> bool:
         if f.hold is None:
             return False
-        until = f.hold.until(row.get(f.hold.column), self.plan.year_end) \
-            if f.hold.column else None
+        until, _ = f.hold.until(row, self.plan.year_end)
         return until is None or until >= self.today
 
     # --- applying ---------------------------------------------------------------------------
@@ -248,27 +237,41 @@ class Eraser:
     def apply(self, run_id: str, actions: dict[str, Any]) -> int:
         """One transaction per database, with its marker row; returns statements executed."""
         statements = 0
+        committed: list[str] = []
         for system in self.plan.systems():
             todo = actions.get(system)
             if not todo:
                 continue
-            engine = self.conns.engine(system)
-            _ensure_marker(engine)  # DDL outside the transaction (MySQL would commit it)
-            with engine.begin() as conn:
-                done = conn.execute(sa.select(marker.c.run_id).where(
-                    marker.c.run_id == run_id, marker.c.system == system)).first()
-                if done is not None:
-                    state.record_step(run_id, system, {"skipped": "already committed"})
-                    continue
-                writes = self._writes(conn, system, todo)
-                writes.append((None, marker.insert().values(
-                    run_id=run_id, system=system, action="erase", completed_at=state.now())))
-                self._execute(conn, writes)
-                statements += len(writes) - 1
-                _fault_point(f"{system}:before-commit")
-            _fault_point(system)
-            state.record_step(run_id, system, {"tables": sorted(todo)})
+            try:
+                statements += self._apply_one(run_id, system, todo)
+            except EngineError as exc:
+                if not committed:
+                    raise
+                # Earlier databases committed: say so, and how to finish.
+                raise EngineError(
+                    f"{exc}; the run is partial ({', '.join(committed)} done): fix the cause "
+                    "and run the same command again to finish it") from None
+            committed.append(system)
         return statements
+
+    def _apply_one(self, run_id: str, system: str, todo: dict[str, Any]) -> int:
+        """One database: its writes and its marker row in one transaction."""
+        engine = self.conns.engine(system)
+        _ensure_marker(engine)  # DDL outside the transaction (MySQL would commit it)
+        with engine.begin() as conn:
+            done = conn.execute(sa.select(marker.c.run_id).where(
+                marker.c.run_id == run_id, marker.c.system == system)).first()
+            if done is not None:
+                state.record_step(run_id, system, {"skipped": "already committed"})
+                return 0
+            writes = self._writes(conn, system, todo)
+            writes.append((None, marker.insert().values(
+                run_id=run_id, system=system, action="erase", completed_at=state.now())))
+            self._execute(conn, writes)
+            _fault_point(f"{system}:before-commit")
+        _fault_point(system)
+        state.record_step(run_id, system, {"tables": sorted(todo)})
+        return len(writes) - 1
 
     def _writes(self, conn: sa.Connection, system: str, todo: dict[str, Any]) -> list[Write]:
         """The statements of one database, in order: updates, then deletes children first."""
@@ -323,7 +326,7 @@ class Eraser:
             raw.rollback()
             tables = [tp for tp, _, _ in compiled if tp is not None]
             where, problem = self.conns.first_schema_problem(tables) or (
-                current, str(exc).strip().splitlines()[0])
+                current, statement_error(exc))
             name = f"system {where.key.system!r}, table {where.key.table!r}" if where \
                 else "the journal marker"
             raise EngineError(f"{name}: {problem}") from None
@@ -387,6 +390,33 @@ def _driver_sql(dialect: sa.Dialect, write: Any) -> tuple[str, Any]:
     return compiled.string, params
 
 
+def _reread(plan: Plan, conns: Connections, actions: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
+    for system, tables in actions.items():
+        conn = conns.connection(system)
+        for table, action in tables.items():
+            tp = plan.tables[TableKey(system, table)]
+            tc = table_clause(tp)
+            pks = action["delete"]
+            for start in range(0, len(pks), CHUNK):
+                stmt = sa.select(sa.func.count()).select_from(tc).where(
+                    _pk_in(tc, tp, pks[start:start + CHUNK]))
+                left = conns.execute(conn, tp, stmt).scalar_one()
+                if left:
+                    problems.append(f"{system}.{table}: {left} row(s) not deleted")
+            for group in action["update"]:
+                for start in range(0, len(group["pks"]), CHUNK):
+                    stmt = sa.select(tc).where(_pk_in(tc, tp, group["pks"][start:start + CHUNK]))
+                    for row in conns.execute(conn, tp, stmt):
+                        key = json.dumps([row._mapping[c] for c in tp.pk], default=str)
+                        wrong = [name for name in group["fields"]
+                                 if row._mapping[name] != group["values"][name].get(key)]
+                        if wrong:
+                            problems.append(f"{system}.{table}: row {key} still holds "
+                                            f"{', '.join(wrong)}")
+    return problems
+
+
 def _pk_in(tc: sa.TableClause, tp: TablePlan, pks: list[list[Any]]) -> sa.ColumnElement[bool]:
     if len(tp.pk) == 1:
         return tc.c[tp.pk[0]].in_([pk[0] for pk in pks])
@@ -401,9 +431,13 @@ def _fault_point(where: str) -> None:
         time.sleep(float(os.environ.get("LAWFUL_TEST_PAUSE_SECONDS", "30")))
 
 
-def manifest_digest(plan: Plan) -> str:
+def manifest_digest(plan: Plan, conns: Connections) -> str:
+    """What a run's decisions depend on: the systems, the retention rules, and the databases
+    the URLs point at once ${VAR}s are filled in (a run planned on staging must never be
+    finished on production)."""
     text = plan.manifest.model_dump_json(include={"systems", "retention"})
-    return hashlib.sha256(text.encode()).hexdigest()
+    targets = [safe_url(conns.engine(system)) for system in plan.systems()]
+    return hashlib.sha256((text + json.dumps(targets)).encode()).hexdigest()
 
 
 def erase(plan: Plan, identities: Identities, *, dry_run: bool = False, persons: int = 1,
@@ -416,13 +450,13 @@ def erase(plan: Plan, identities: Identities, *, dry_run: bool = False, persons:
         digest = state.request_digest("erase", identities)
         resumed = None if dry_run else state.unfinished_run("erase", digest)
         if resumed is not None:
-            if resumed.manifest_digest != manifest_digest(plan):
+            if resumed.manifest_digest != manifest_digest(plan, conns):
                 # The tables or holds changed since the run was planned: its decisions may no
                 # longer fit the databases. Refuse rather than guess.
                 raise EngineError(
                     f"run {resumed.run_id} of this erasure was interrupted and planned with "
-                    "another version of the manifest's systems or retention rules; run it "
-                    "again with that version to finish it")
+                    "another version of the manifest's systems or retention rules, or against "
+                    "other databases; run it again with that version to finish it")
             run_id, payload = resumed.run_id, resumed.payload
             actions, tables = payload["actions"], [TableResult(**t) for t in payload["tables"]]
             known = Identities({Identity(k): set(v) for k, v in payload["identities"].items()})
@@ -438,12 +472,12 @@ def erase(plan: Plan, identities: Identities, *, dry_run: bool = False, persons:
             result.seconds = time.perf_counter() - started
             return result
         if resumed is None:
-            state.open_run(run_id, "erase", digest, manifest_digest(plan), {
+            state.open_run(run_id, "erase", digest, manifest_digest(plan, conns), {
                 "actions": actions, "tables": [t.__dict__ for t in tables],
                 "identities": known.as_dict()})
         conns.close()  # writes use their own transactions
         result.statements += eraser.apply(run_id, actions)
-        result.leftovers = verify(plan, conns, known, eraser.today)
+        result.leftovers = verify(plan, conns, known, actions, eraser.today)
         result.verified = not result.leftovers
         result.suppressed = state.suppress(known, "erasure")
         state.close_run(run_id, {"tables": [t.__dict__ for t in tables],
@@ -452,13 +486,18 @@ def erase(plan: Plan, identities: Identities, *, dry_run: bool = False, persons:
     return result
 
 
-def verify(plan: Plan, conns: Connections, identities: Identities, today: dt.date
-           ) -> list[str]:
-    """Proof: search again with every identity the person had. A row still reachable must hold
-    no erasable value outside a legal hold: a row that should have been deleted, or a field
-    that should have been changed, would be found here with its value."""
-    problems: list[str] = []
-    again = Searcher(plan, conns).find(identities)
+def verify(plan: Plan, conns: Connections, identities: Identities, actions: dict[str, Any],
+           today: dt.date) -> list[str]:
+    """Proof, twice over. (1) Every row the run planned to change is read again by primary key:
+    deleted rows must be gone and changed fields must hold what was written (rows the search
+    can no longer reach, once the identity leading to them is a pseudonym, are checked here).
+    (2) The search runs again with every identity the person had: a row still reachable must
+    hold no erasable value outside a legal hold."""
+    problems = _reread(plan, conns, actions)
+    # Weak identities found on the person's rows were never theirs alone: search with the
+    # strong ones (the weak ones are found again on the person's own rows).
+    strong = Identities({k: set(v) for k, v in identities.values.items() if k not in WEAK})
+    again = Searcher(plan, conns).find(strong)
     eraser = Eraser(plan, conns, today)
     for key, rows in again.rows.items():
         tp = plan.tables[key]

@@ -115,7 +115,9 @@ def rectify(plan: Plan, identities: Identities, target: str, value: str) -> Modi
     with conns.session():
         conns.ping_all()
         found = Searcher(plan, conns).find(identities)
-        pks = sorted(found.rows.get(tp.key, {}), key=str)
+        # Rows reached only through a shared cookie or IP address are not corrected.
+        weak = found.weak.get(tp.key, set())
+        pks = sorted((pk for pk in found.rows.get(tp.key, {}) if pk not in weak), key=str)
         result = ModifyResult("rectify", found.identities.as_dict(),
                               recipients=list(fp.context.recipients),
                               statements=found.statements)

@@ -9,6 +9,7 @@ hold, and what the notice says about each field (for the access report).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -28,6 +29,9 @@ from lawful.manifest.model import (
     Table,
 )
 from lawful.manifest.taxonomy import Taxonomy
+
+_PSEUDONYM = re.compile(r"^[0-9a-f]{64}$")
+_MASKED = re.compile(r"^\*+[^*]{0,4}$")
 
 
 @dataclass(frozen=True, order=True)
@@ -52,23 +56,35 @@ class Edge:
 
 @dataclass(frozen=True)
 class Hold:
-    """A legal hold: a retention rule on a legal obligation keeps rows or fields on erasure."""
+    """A legal hold: retention rules on a legal obligation keep rows or fields on erasure.
+    With several rules, a row is kept until the latest of them ends."""
 
-    rule: RetentionRule
-    column: str | None  # the column of this table that starts the rule's clock
+    clocks: tuple[tuple[RetentionRule, str | None], ...]  # rule, and this table's date column
 
-    def until(self, event: object, year_end: str) -> dt.date | None:
-        """The last day of the hold for a row whose event column holds `event`; None: open."""
-        day = clock.as_date(event)
-        if day is None or self.rule.keep is None:
-            return None
-        if self.rule.after is Clock.financial_year_end:
-            day = clock.financial_year_end(day, year_end)
-        return clock.add(day, self.rule.keep)
+    @property
+    def columns(self) -> list[str]:
+        return [column for _, column in self.clocks if column]
+
+    def until(self, row: dict[str, Any], year_end: str) -> tuple[dt.date | None, RetentionRule]:
+        """The last day of the hold for `row`, and the rule that sets it; None: open-ended
+        (a rule with no date on this table, or a row whose date is not set yet)."""
+        latest: tuple[dt.date | None, RetentionRule] | None = None
+        for rule, column in self.clocks:
+            day = clock.as_date(row.get(column)) if column else None
+            if day is None or rule.keep is None:
+                return None, rule
+            if rule.after is Clock.financial_year_end:
+                day = clock.financial_year_end(day, year_end)
+            end = clock.add(day, rule.keep)
+            if latest is None or (latest[0] is not None and end > latest[0]):
+                latest = (end, rule)
+        assert latest is not None
+        return latest
 
     def describe(self) -> str:
-        law = f" ({self.rule.law})" if self.rule.law else ""
-        return f"{self.rule.name or self.rule.id}{law}"
+        return "; ".join(
+            f"{rule.name or rule.id}" + (f" ({rule.law})" if rule.law else "")
+            for rule, _ in self.clocks)
 
 
 @dataclass(frozen=True)
@@ -94,6 +110,19 @@ class FieldPlan:
     @property
     def name(self) -> str:
         return self.decl.name
+
+    def holds_erased(self, value: Any) -> bool:
+        """Whether a stored value is already in the erased form of this field's strategy, so
+        that erasing twice changes nothing and an erased value never identifies anyone."""
+        if value is None:
+            return True
+        if self.strategy is Strategy.fixed:
+            return value == self.decl.fixed_value
+        if self.strategy is Strategy.hash:
+            return isinstance(value, str) and bool(_PSEUDONYM.match(value))
+        if self.strategy is Strategy.mask:
+            return isinstance(value, str) and bool(_MASKED.match(value))
+        return False
 
     @property
     def casefold(self) -> bool:
@@ -177,14 +206,14 @@ class Plan:
 
 def _hold_for(rule_ids: list[str], manifest: Manifest, table: Table, system: str
               ) -> Hold | None:
-    for rule_id in rule_ids:
-        rule = next((r for r in manifest.retention if r.id == rule_id), None)
-        if rule is None or rule.basis is not Basis.legal_obligation:
+    clocks = []
+    for rule in manifest.retention:
+        if rule.id not in rule_ids or rule.basis is not Basis.legal_obligation:
             continue
         own = [c.rsplit(".", 1)[-1] for c in rule.columns
                if c.rsplit(".", 1)[0] in (table.name, f"{system}.{table.name}")]
-        return Hold(rule, own[0] if own else None)
-    return None
+        clocks.append((rule, own[0] if own else None))
+    return Hold(tuple(clocks)) if clocks else None
 
 
 def _context(manifest: Manifest, tax: Taxonomy, table: Table, decl: FieldDecl
@@ -239,7 +268,7 @@ def build_plan(manifest: Manifest) -> Plan:
         wanted += [e.child_col for e in edges if e.child == tp.key]
         wanted += [e.parent_col for e in edges if e.parent == tp.key]
         holds = [tp.hold, *(f.hold for f in tp.fields)]
-        wanted += [h.column for h in holds if h is not None and h.column]
+        wanted += [c for h in holds if h is not None for c in h.columns]
         if tp.decl.restricted_column:
             wanted.append(tp.decl.restricted_column)
         tp.columns = tuple(dict.fromkeys(wanted))

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from lawful.engine.connect import Connections
 from lawful.engine.identities import WEAK, Identities, IdentityError, normalise
 from lawful.engine.plan import Edge, FieldPlan, Plan, TableKey, TablePlan
+from lawful.manifest.model import Identity
 
 CHUNK = 2000  # values per IN list: under every backend's parameter limit
 ARRAY_FROM = 64  # PostgreSQL: bind arrays instead of IN lists above this many values
@@ -31,9 +32,12 @@ Pk = tuple[Any, ...]
 Query = tuple[TablePlan, str, Any]  # table, compiled SQL, parameters
 
 
-def ascii_lower(text: str) -> str:
-    """SQLite's lower() folds ASCII only; query with both forms so nothing is missed."""
-    return "".join(c.lower() if c.isascii() else c for c in text)
+def sqlite_forms(lowered: str) -> set[str]:
+    """SQLite's lower() folds ASCII letters only: a stored "JÖRG@x" becomes "jÖrg@x", not
+    "jörg@x". Query the fully lower-cased form and the one with non-ASCII letters upper-cased,
+    which covers addresses typed in one case. (Mixed-case non-ASCII letters need an index on a
+    column stored lower-cased: declare match: exact.)"""
+    return {lowered, "".join(c if c.isascii() else c.upper() for c in lowered)}
 
 
 @dataclass
@@ -41,6 +45,7 @@ class Found:
     rows: dict[TableKey, dict[Pk, Row]] = field(default_factory=lambda: defaultdict(dict))
     weak: dict[TableKey, set[Pk]] = field(default_factory=lambda: defaultdict(set))
     identities: Identities = field(default_factory=Identities)
+    given: dict[Identity, set[str]] = field(default_factory=dict)  # what the request gave
     statements: int = 0
     rounds: int = 0
 
@@ -57,6 +62,7 @@ class _Condition:
     values: set[Any]
     strong: bool
     casefold: bool = False
+    kind: Identity | None = None  # set when the condition is an identity column
 
     def matches(self, row: Row) -> bool:
         value = row.get(self.column)
@@ -74,7 +80,7 @@ def table_clause(tp: TablePlan) -> sa.TableClause:
 
 def _values(cond: _Condition, dialect: str) -> list[Any]:
     if cond.casefold and dialect != "mysql":
-        return sorted({v for value in cond.values for v in (value, ascii_lower(value))})
+        return sorted({v for value in cond.values for v in sqlite_forms(value)})
     return sorted(cond.values, key=str)
 
 
@@ -101,7 +107,7 @@ class Searcher:
         self._statements = plan.statements
 
     def find(self, given: Identities) -> Found:
-        found = Found()
+        found = Found(given={k: set(v) for k, v in given.values.items()})
         for kind, values in given.values.items():
             for value in values:
                 found.identities.add(kind, value)
@@ -152,7 +158,7 @@ class Searcher:
             assert kind is not None
             values = new_ids.values.get(kind)
             if values:
-                out.append(_Condition(f.name, set(values), kind not in WEAK, f.casefold))
+                out.append(_Condition(f.name, set(values), kind not in WEAK, f.casefold, kind))
         for e in self.plan.same_person_parents.get(tp.key, []):
             # tp's rows point at a found parent row: they belong to the same person.
             for strong in (True, False):
@@ -183,7 +189,7 @@ class Searcher:
         if total <= CHUNK:
             batches = [conditions]
         else:
-            batches = [[_Condition(c.column, set(chunk), c.strong, c.casefold)]
+            batches = [[_Condition(c.column, set(chunk), c.strong, c.casefold, c.kind)]
                        for c in conditions for chunk in _chunks(sorted(c.values, key=str))]
         out: list[Query] = []
         for batch in batches:
@@ -224,12 +230,20 @@ class Searcher:
               seen_vals: dict[tuple[TableKey, str, bool], set[Any]], next_ids: Identities,
               next_vals: dict[tuple[TableKey, str, bool], set[Any]]) -> None:
         pk = tuple(row[c] for c in tp.pk)
-        strong = any(c.strong and c.matches(row) for c in conditions)
+        matched = [c for c in conditions if c.matches(row)]
+        if not matched:
+            # The database matched what an exact comparison does not (an accent- or
+            # space-insensitive collation): not this person's value, so not their row.
+            return
+        strong = any(c.strong for c in matched)
         rows = found.rows[tp.key]
         if pk in rows and not (strong and pk in found.weak[tp.key]):
             return  # already known, and not upgraded from weak to strong
-        if not strong and not self._owned_by_found(tp, row, seen_vals):
-            return  # a shared cookie id on another person's row
+        if not strong:
+            given = any(c.kind is not None and row.get(c.column) in
+                        found.given.get(c.kind, set()) for c in matched)
+            if not self._owned_by_found(tp, row, seen_vals, given):
+                return  # a shared cookie id or IP address on another person's row
         rows[pk] = row
         if strong:
             found.weak[tp.key].discard(pk)
@@ -247,8 +261,14 @@ class Searcher:
         return down | {e.child_col for e in self.plan.same_person_parents.get(tp.key, [])}
 
     def _owned_by_found(self, tp: TablePlan, row: Row,
-                        seen_vals: dict[tuple[TableKey, str, bool], set[Any]]) -> bool:
+                        seen_vals: dict[tuple[TableKey, str, bool], set[Any]],
+                        given: bool) -> bool:
+        """Whether a row found only by a weak identity is the person's: it must point at
+        nobody or at the person's own rows. In a table that points at no owner, only an
+        identity the requester gave (their own cookie) counts, never one found on their rows."""
         edges: list[Edge] = self.plan.same_person_parents.get(tp.key, [])
+        if not edges:
+            return given
         return all(row.get(e.child_col) is None
                    or row.get(e.child_col) in seen_vals[(e.parent, e.parent_col, True)]
                    for e in edges)
@@ -258,8 +278,8 @@ class Searcher:
         for f in fields:
             value = row.get(f.name)
             kind = f.decl.identity
-            if not isinstance(value, str) or kind is None:
-                continue
+            if not isinstance(value, str) or kind is None or f.holds_erased(value):
+                continue  # an erased value (a pseudonym, a mask) identifies nobody
             try:
                 normal = normalise(kind, value, self.plan.region)
             except IdentityError:
