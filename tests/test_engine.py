@@ -447,3 +447,18 @@ def test_an_interrupted_run_is_not_resumed_under_another_manifest(
         erase(build_plan(changed), kerf.ids(email))
     resumed = erase(kerf.plan, kerf.ids(email))  # the original manifest finishes it
     assert resumed.resumed and resumed.verified
+
+
+def test_an_accent_or_a_trailing_space_is_another_person(kerf: Kerf) -> None:
+    """MariaDB's default collation finds 'josé' and 'jose ' for 'jose': never erase them."""
+    execute(kerf.url, "INSERT INTO newsletter_subscriber (id, email, subscribed_at, "
+            "consent_version) VALUES (:i, :e, :t, 1)", [
+                {"i": 900001, "e": "jose@example.com", "t": dt.datetime(2025, 1, 1)},
+                {"i": 900002, "e": "josé@example.com", "t": dt.datetime(2025, 1, 1)},
+                {"i": 900003, "e": "jose@example.com ", "t": dt.datetime(2025, 1, 1)}])
+    report = access(kerf.plan, kerf.ids("jose@example.com"))
+    assert [r["email"] for t in report.tables for r in t.rows] == ["jose@example.com"]
+    erase(kerf.plan, kerf.ids("jose@example.com"))
+    left = kerf.one("SELECT count(*) FROM newsletter_subscriber WHERE id IN (900002, 900003)")
+    assert left == 2 and kerf.one(
+        "SELECT count(*) FROM newsletter_subscriber WHERE id = 900001") == 0

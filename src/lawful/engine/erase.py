@@ -391,29 +391,39 @@ def _driver_sql(dialect: sa.Dialect, write: Any) -> tuple[str, Any]:
 
 
 def _reread(plan: Plan, conns: Connections, actions: dict[str, Any]) -> list[str]:
+    """Read back every planned row by primary key, one pipeline per database."""
     problems: list[str] = []
     for system, tables in actions.items():
         conn = conns.connection(system)
+        queries: list[tuple[TablePlan, str, Any]] = []
+        checks: list[tuple[str, TablePlan, dict[str, Any] | None]] = []
         for table, action in tables.items():
             tp = plan.tables[TableKey(system, table)]
             tc = table_clause(tp)
             pks = action["delete"]
             for start in range(0, len(pks), CHUNK):
-                stmt = sa.select(sa.func.count()).select_from(tc).where(
+                stmt = sa.select(*(tc.c[c] for c in tp.pk)).where(
                     _pk_in(tc, tp, pks[start:start + CHUNK]))
-                left = conns.execute(conn, tp, stmt).scalar_one()
-                if left:
-                    problems.append(f"{system}.{table}: {left} row(s) not deleted")
+                queries.append((tp, *_driver_sql(conn.dialect, stmt)))
+                checks.append(("deleted", tp, None))
             for group in action["update"]:
                 for start in range(0, len(group["pks"]), CHUNK):
-                    stmt = sa.select(tc).where(_pk_in(tc, tp, group["pks"][start:start + CHUNK]))
-                    for row in conns.execute(conn, tp, stmt):
-                        key = json.dumps([row._mapping[c] for c in tp.pk], default=str)
-                        wrong = [name for name in group["fields"]
-                                 if row._mapping[name] != group["values"][name].get(key)]
-                        if wrong:
-                            problems.append(f"{system}.{table}: row {key} still holds "
-                                            f"{', '.join(wrong)}")
+                    stmt = sa.select(*(tc.c[c] for c in tp.columns)).where(
+                        _pk_in(tc, tp, group["pks"][start:start + CHUNK]))
+                    queries.append((tp, *_driver_sql(conn.dialect, stmt)))
+                    checks.append(("updated", tp, group))
+        for (kind, tp, group), result in zip(checks, conns.fetch_all(conn, queries),
+                                             strict=True):
+            where = f"{tp.key.system}.{tp.key.table}"
+            if kind == "deleted" and result:
+                problems.append(f"{where}: {len(result)} row(s) not deleted")
+            for values in result if group is not None else []:
+                row = dict(zip(tp.columns, values, strict=True))
+                key = json.dumps([row[c] for c in tp.pk], default=str)
+                wrong = [name for name in group["fields"]
+                         if row[name] != group["values"][name].get(key)]
+                if wrong:
+                    problems.append(f"{where}: row {key} still holds {', '.join(wrong)}")
     return problems
 
 
