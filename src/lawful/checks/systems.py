@@ -6,7 +6,8 @@ import re
 from collections.abc import Iterator
 
 from lawful.checks.base import Context, Hit, Severity, rule
-from lawful.manifest.model import Strategy, Table
+from lawful.manifest.errors import Path
+from lawful.manifest.model import FieldDecl, Strategy, Table
 
 # scheme://user:password@host — a password in clear unless it is wholly ${ENV_VAR}.
 _URL_PASSWORD = re.compile(r"^[A-Za-z0-9+.\-]+://[^:/@]*:(?P<pw>[^@]+)@")
@@ -16,6 +17,14 @@ _ENV_ONLY = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}$")
 
 def _personal(table: Table) -> bool:
     return any(f.category for f in table.fields)
+
+
+def _fields(ctx: Context) -> Iterator[tuple[Path, Table, FieldDecl]]:
+    """Every declared field, with its path in the document and its table."""
+    for si, system in enumerate(ctx.manifest.systems):
+        for ti, table in enumerate(system.tables):
+            for fi, fld in enumerate(table.fields):
+                yield ("systems", si, "tables", ti, "fields", fi), table, fld
 
 
 @rule("database-url-password", Severity.error, "GDPR Art. 32(1)",
@@ -91,39 +100,30 @@ def table_unreachable(ctx: Context) -> Iterator[Hit]:
 @rule("field-without-erasure", Severity.warning, "GDPR Art. 17(1)",
       "Personal field without an erasure strategy")
 def field_without_erasure(ctx: Context) -> Iterator[Hit]:
-    for si, system in enumerate(ctx.manifest.systems):
-        for ti, table in enumerate(system.tables):
-            for fi, fld in enumerate(table.fields):
-                if fld.category and fld.erase is None and table.erase is None:
-                    yield (("systems", si, "tables", ti, "fields", fi),
-                           f"{table.name}.{fld.name} holds personal data with no erasure "
-                           "strategy", "add erase: null, fixed, hash, mask or delete_row")
+    for path, table, fld in _fields(ctx):
+        if fld.category and fld.erase is None and table.erase is None:
+            yield (path, f"{table.name}.{fld.name} holds personal data with no erasure "
+                   "strategy", "add erase: null, fixed, hash, mask or delete_row")
 
 
 @rule("keep-without-hold", Severity.error, "GDPR Art. 17(1), 17(3)(b)",
       "Field kept on erasure without a retention rule")
 def keep_without_hold(ctx: Context) -> Iterator[Hit]:
-    for si, system in enumerate(ctx.manifest.systems):
-        for ti, table in enumerate(system.tables):
-            for fi, fld in enumerate(table.fields):
-                strategy = fld.erase or table.erase
-                if strategy is Strategy.keep and not (fld.retention or table.retention):
-                    yield (("systems", si, "tables", ti, "fields", fi, "erase"),
-                           f"{table.name}.{fld.name} is kept on erasure with no retention "
-                           "rule that justifies keeping it",
-                           "add retention: <rule id> (a legal hold), or choose a strategy")
+    for path, table, fld in _fields(ctx):
+        strategy = fld.erase or table.erase
+        if strategy is Strategy.keep and not (fld.retention or table.retention):
+            yield ((*path, "erase"), f"{table.name}.{fld.name} is kept on erasure with no "
+                   "retention rule that justifies keeping it",
+                   "add retention: <rule id> (a legal hold), or choose a strategy")
 
 
 @rule("fixed-without-value", Severity.error, "GDPR Art. 17(1)",
       "Fixed-text erasure without the text")
 def fixed_without_value(ctx: Context) -> Iterator[Hit]:
-    for si, system in enumerate(ctx.manifest.systems):
-        for ti, table in enumerate(system.tables):
-            for fi, fld in enumerate(table.fields):
-                if (fld.erase or table.erase) is Strategy.fixed and fld.fixed_value is None:
-                    yield (("systems", si, "tables", ti, "fields", fi),
-                           f"{table.name}.{fld.name} is erased with a fixed text it does not "
-                           "give", "add fixed_value: e.g. '(erased)'")
+    for path, table, fld in _fields(ctx):
+        if (fld.erase or table.erase) is Strategy.fixed and fld.fixed_value is None:
+            yield (path, f"{table.name}.{fld.name} is erased with a fixed text it does not "
+                   "give", "add fixed_value: e.g. '(erased)'")
 
 
 @rule("self-reference-same-person", Severity.warning, "GDPR Art. 5(1)(f), 15, 17",

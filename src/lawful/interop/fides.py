@@ -56,7 +56,6 @@ Export (`export_fides`)
 from __future__ import annotations
 
 import os
-import types
 import typing
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -69,7 +68,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from lawful.manifest.errors import ManifestError, Problem, format_path
 from lawful.manifest.errors import Path as DocPath
-from lawful.manifest.load import read_source
+from lawful.manifest.load import read_source, unwrap_annotation
 from lawful.manifest.model import FieldDecl, Id, Identity, Reference, Strategy, System, Table
 from lawful.manifest.suggest import suggest
 from lawful.manifest.yamlsource import Positions, SourceError, read_yaml
@@ -282,23 +281,9 @@ def _validate(data: dict[str, Any], problems: _Problems) -> list[_Loaded]:
     return loaded
 
 
-def _unwrap(annotation: Any) -> Any:
-    while True:
-        origin = typing.get_origin(annotation)
-        if origin is typing.Annotated:
-            annotation = typing.get_args(annotation)[0]
-        elif origin in (typing.Union, types.UnionType):
-            args = [a for a in typing.get_args(annotation) if a is not type(None)]
-            if len(args) != 1:
-                return annotation
-            annotation = args[0]
-        else:
-            return annotation
-
-
 def _check_keys(value: Any, annotation: Any, path: DocPath, problems: _Problems) -> None:
     """Unknown keys, which fideslang's models silently drop, at any depth."""
-    kind = _unwrap(annotation)
+    kind = unwrap_annotation(annotation)
     if typing.get_origin(kind) is list:
         if isinstance(value, list):
             (item,) = typing.get_args(kind)

@@ -250,7 +250,7 @@ def _show(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _unwrap(annotation: Any) -> Any:
+def unwrap_annotation(annotation: Any) -> Any:
     """Strip Annotated/Optional to the model class or list inside."""
     while True:
         origin = typing.get_origin(annotation)
@@ -269,7 +269,7 @@ def _fields_at(path: Path) -> list[str]:
     """The keys a model accepts at `path` of the document, for suggestions."""
     current: Any = Manifest
     for part in path:
-        current = _unwrap(current)
+        current = unwrap_annotation(current)
         if isinstance(part, int):
             if typing.get_origin(current) is not list:
                 return []
@@ -281,7 +281,7 @@ def _fields_at(path: Path) -> list[str]:
             current = info.annotation
         else:
             return []
-    current = _unwrap(current)
+    current = unwrap_annotation(current)
     if isinstance(current, type) and issubclass(current, BaseModel):
         return list(current.model_fields)
     return []
