@@ -64,7 +64,8 @@ def test_killed_run_resumes_to_the_same_state(tmp_path: Path, pause_at: str) -> 
         (SELECT 1 FROM support_ticket s WHERE lower(s.customer_email) = c.email)
         AND EXISTS (SELECT 1 FROM newsletter_subscriber n WHERE n.email = c.email)
         ORDER BY c.id""")
-    env = {**os.environ, "LAWFUL_SECRET_KEY": "crash-test-secret-key", "LAWFUL_STATE_DIR": str(tmp_path)}
+    env = {**os.environ, "LAWFUL_SECRET_KEY": "crash-test-secret-key",
+           "LAWFUL_STATE_DIR": str(tmp_path)}
     killed = two_system_manifest(tmp_path / "killed.yaml", urls["shop"], urls["crm"])
     reference = two_system_manifest(tmp_path / "ref.yaml", urls["ref_shop"], urls["ref_crm"])
     before_crm = snapshot(urls["crm"])
