@@ -197,3 +197,22 @@ def test_a_run_is_never_finished_on_another_database(
         erase(plan, ids("ann@example.com"))
     assert rows(production, "account")[0] == (1, "carl@example.com", None, "Carl")
     assert rows(staging, "account")[0][3] == "Ann"
+
+
+def test_erased_identities_are_suppressed_as_keyed_hashes_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lawful.engine import state
+
+    _, plan = make(tmp_path, monkeypatch, """
+        CREATE TABLE account(id INTEGER PRIMARY KEY, email TEXT, last_ip TEXT, name TEXT);
+        INSERT INTO account VALUES (1, 'ann@example.com', '10.0.0.1', 'Ann');""", ACCOUNTS)
+    assert not state.is_suppressed(Identity.email, "ann@example.com")
+    result = erase(plan, ids("Ann@Example.com"))
+    assert result.suppressed == 2  # the e-mail given and the IP found on her row
+    assert state.is_suppressed(Identity.email, "ann@example.com")
+    assert not state.is_suppressed(Identity.email, "bob@example.com")
+    # every file of lawful's store, the write-ahead log included
+    files = list((tmp_path / "state").glob("lawful.db*"))
+    store = b"".join(f.read_bytes() for f in files)
+    assert len(files) >= 1 and len(store) > 4096
+    assert b"ann@example.com" not in store and b"10.0.0.1" not in store
