@@ -265,6 +265,20 @@ class _World:
             "id_document"
         ]
 
+        def device() -> tuple[str, str, str]:
+            """A browser: its cookie id, IP address and user agent."""
+            cookie = f"{bits(128):032x}"
+            x = bits(32)
+            ip = f"{(x >> 24) % 223 + 1}.{(x >> 16) & 255}.{(x >> 8) & 255}.{x & 255}"
+            return cookie, ip, pools.USER_AGENTS[int(rnd() * len(pools.USER_AGENTS))]
+
+        def visit(cookie: str, customer: int | None, ip: str, agent: str, wday: int) -> None:
+            nonlocal vid
+            path = pools.PATHS[int(rnd() * len(pools.PATHS))]
+            visits.append((vid, cookie, customer, ip, agent, path,
+                           day_text[wday] + tod_text[int(rnd() * 86_400)]))
+            vid += 1
+
         for cid in range(first_id, first_id + count):
             first, fs = first_pool[int(rnd() * n_first)]
             last, ls = last_pool[int(rnd() * n_last)]
@@ -498,58 +512,18 @@ class _World:
             # mostly logged in; plus visitors who never became customers.
             u = rnd()
             for _ in range(0 if u < 0.1 else 1 if u < 0.7 else 2):
-                cookie = f"{bits(128):032x}"
-                x = bits(32)
-                ip = f"{(x >> 24) % 223 + 1}.{(x >> 16) & 255}.{(x >> 8) & 255}.{x & 255}"
-                agent = pools.USER_AGENTS[int(rnd() * len(pools.USER_AGENTS))]
+                cookie, ip, agent = device()
                 for _ in range(int(rnd() * 3)):
-                    wday = max(0, cday - 1 - int(rnd() * 60))
-                    visits.append(
-                        (
-                            vid,
-                            cookie,
-                            null,
-                            ip,
-                            agent,
-                            pools.PATHS[int(rnd() * len(pools.PATHS))],
-                            day_text[wday] + tod_text[int(rnd() * 86_400)],
-                        )
-                    )
-                    vid += 1
+                    visit(cookie, null, ip, agent, max(0, cday - 1 - int(rnd() * 60)))
                 for _ in range(1 + int(rnd() * 5)):
                     wday = cday + int(rnd() * span)
-                    visits.append(
-                        (
-                            vid,
-                            cookie,
-                            cid if rnd() < 0.85 else null,
-                            ip,
-                            agent,
-                            pools.PATHS[int(rnd() * len(pools.PATHS))],
-                            day_text[wday] + tod_text[int(rnd() * 86_400)],
-                        )
-                    )
-                    vid += 1
+                    visit(cookie, cid if rnd() < 0.85 else null, ip, agent, wday)
             if rnd() < 0.1:
-                cookie = f"{bits(128):032x}"
-                x = bits(32)
-                ip = f"{(x >> 24) % 223 + 1}.{(x >> 16) & 255}.{(x >> 8) & 255}.{x & 255}"
-                agent = pools.USER_AGENTS[int(rnd() * len(pools.USER_AGENTS))]
+                cookie, ip, agent = device()
                 wday = int(rnd() * (days + 1))
                 for _ in range(1 + int(rnd() * 3)):
                     wday = min(days, wday + int(rnd() * 3))
-                    visits.append(
-                        (
-                            vid,
-                            cookie,
-                            null,
-                            ip,
-                            agent,
-                            pools.PATHS[int(rnd() * len(pools.PATHS))],
-                            day_text[wday] + tod_text[int(rnd() * 86_400)],
-                        )
-                    )
-                    vid += 1
+                    visit(cookie, null, ip, agent, wday)
 
             # Job applicants: other people, one for every fifty customers.
             if rnd() < 0.02:
