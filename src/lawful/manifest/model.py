@@ -462,6 +462,10 @@ class Rights(Strict):
     verify_identity: bool = True
     fee_for_unfounded: bool = False
     backup_erasure_latency: Duration | None = None
+    # Verified requests of these kinds run at once; the others wait for a staff member.
+    auto_execute: list[Right] = ["access", "portability", "objection", "consent_withdrawal"]
+    # How long lawful keeps a closed request (its proof), then purges it (Art. 5(1)(e)).
+    keep_request_records: Duration = Duration(3, "years")
 
 
 class NoticeMeta(Strict):
