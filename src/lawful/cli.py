@@ -522,6 +522,10 @@ def export_fides_cmd(
     _write(export_fides(located.manifest.systems), output)
 
 
+# The request service's commands (serve, worker, requests, outbox, audit, keys, db).
+from lawful import cli_service  # noqa: E402, F401
+
+
 def run() -> None:
     """Entry point that turns any unexpected failure into a message, not a traceback."""
     try:

@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI; OpenAPI at /docs): thin routers over the request service."""

@@ -1,0 +1,58 @@
+"""Dependencies shared by the routers: the service, the rate limiter, staff authentication."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Request
+
+from lawful.api.auth import Role, Staff, authenticate
+from lawful.api.limits import RateLimiter
+from lawful.requests.workflow import Service
+
+
+def service_of(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _limit(request: Request, bucket: str, share: float) -> None:
+    limiter: RateLimiter = request.app.state.limiter
+    wait = limiter.allow(_client(request), bucket, share)
+    if wait is not None:
+        raise HTTPException(429, "too many requests; try again later",
+                            headers={"Retry-After": str(int(wait) + 1)})
+
+
+def throttle(request: Request) -> None:
+    _limit(request, "public", 1.0)
+
+
+def throttle_codes(request: Request) -> None:
+    # Guessing codes is what an attacker would do here: a stricter budget per client, on top
+    # of the five tries each request allows.
+    _limit(request, "codes", 0.2)
+
+
+def staff(authorization: Annotated[str | None, Header(max_length=300)] = None,
+          x_api_key: Annotated[str | None, Header(max_length=300)] = None) -> Staff:
+    key = x_api_key or (authorization[7:] if authorization and
+                        authorization.lower().startswith("bearer ") else "")
+    found = authenticate(key.strip()) if key else None
+    if found is None:
+        raise HTTPException(401, "a valid staff API key is required (Authorization: Bearer "
+                            "lk_…, or X-API-Key)", headers={"WWW-Authenticate": "Bearer"})
+    return found
+
+
+def role(minimum: Role) -> Callable[[Staff], Staff]:
+    def check(who: Annotated[Staff, Depends(staff)]) -> Staff:
+        if not who.may(minimum):
+            raise HTTPException(403, f"this needs the {minimum.value} role")
+        return who
+    return check
