@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Until the HTTP service exists: check the Kerf demo manifest and publish its documents.
+# Check the Kerf demo manifest, publish its documents, then serve the request API on the demo.
 run: $(STAMP)
 	$(BIN)/lawful check --manifest $(KERF)
 	@mkdir -p $(OUT)
@@ -28,6 +28,7 @@ run: $(STAMP)
 	@echo
 	@echo "Kerf's Record of Processing Activities and privacy notice are in $(OUT)/:"
 	@ls -1 $(OUT)
+	$(BIN)/lawful serve --demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

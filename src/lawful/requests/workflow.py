@@ -136,8 +136,7 @@ class Service:
             else:
                 self._verified(s, request, "lawful", "the manifest does not ask for "
                                "identity verification")
-        self.after_commit(request)
-        return request, token
+        return self.after_commit(request), token
 
     def _details(self, kind: Kind, details: dict[str, Any]) -> dict[str, Any]:
         allowed = {Kind.rectification: {"set"}, Kind.objection: {"to", "grounds"},
@@ -244,8 +243,7 @@ class Service:
             if failed[1]:
                 raise Locked("too many wrong codes: this request is locked")
             raise Invalid(f"wrong code ({MAX_FAILURES - failed[0]} tries left)")
-        self.after_commit(request)
-        return request
+        return self.after_commit(request)
 
     def staff_verify(self, request_id: str, actor: str, note: str) -> Request:
         """Staff verified the requester by other means (a call back, a signed letter)."""
@@ -259,8 +257,7 @@ class Service:
             if check is not None:
                 s.delete(check)
             self._verified(s, request, actor, note)
-        self.after_commit(request)
-        return request
+        return self.after_commit(request)
 
     def _verified(self, s: Session, request: Request, actor: str, note: str) -> None:
         request.status = Status.verified.value
@@ -296,8 +293,7 @@ class Service:
             mail.queue(s, self.sender, address, words.extension_subject(self.manifest),
                        words.extension_body(self.manifest, request, reason), request.id)
             audit.append(s, actor, "request.extended", request.id, due_on=due, reason=reason)
-        self.after_commit(request)
-        return request
+        return self.after_commit(request)
 
     def refuse(self, request_id: str, actor: str, grounds: str, reason: str) -> Request:
         reason = _text(reason, "reason")
@@ -318,8 +314,7 @@ class Service:
                        words.refusal_body(self.manifest, request), request.id)
             audit.append(s, actor, "request.refused", request.id, grounds=chosen.value,
                          reason=reason)
-        self.after_commit(request)
-        return request
+        return self.after_commit(request)
 
     def _refusable(self, s: Session, request: Request) -> None:
         if request.type == Kind.consent_withdrawal.value:
@@ -359,8 +354,7 @@ class Service:
                 raise Conflict(f"the request is {request.status}; only a verified request "
                                "can be executed")
             self._start(s, request, actor)
-        self.after_commit(request)
-        return request
+        return self.after_commit(request)
 
     def _start(self, s: Session, request: Request, actor: str) -> None:
         request.status = Status.in_progress.value
@@ -368,13 +362,18 @@ class Service:
         request.error = None
         audit.append(s, actor, "request.started", request.id)
 
-    def after_commit(self, request: Request) -> None:
-        """E-mails go out and tasks start only once the change that caused them is stored."""
-        if request.status == Status.in_progress.value:
-            from lawful.tasks import enqueue
+    def after_commit(self, request: Request) -> Request:
+        """E-mails go out and tasks start only once the change that caused them is stored.
+        Returns the request as it is now (an in-process task may have completed it)."""
+        if request.status != Status.in_progress.value:
+            mail.deliver()
+            return request
+        from lawful.tasks import enqueue
 
-            enqueue(request.id, self)
+        enqueue(request.id, self)
         mail.deliver()
+        with db.session() as s:
+            return s.get(Request, request.id) or request
 
     # --- reading ----------------------------------------------------------------------------
 
