@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,7 +19,7 @@ from lawful.requests import packages
 from lawful.requests.kinds import Kind, NotFound
 from lawful.requests.workflow import Service
 from lawful.store import audit, db
-from lawful.store.models import Package
+from lawful.store.models import Notification, Package
 from lawful.store.models import Request as StoredRequest
 
 router = APIRouter(prefix="/v1", tags=["public"])
@@ -56,6 +57,11 @@ class Journal(BaseModel):
     by: Literal["you", "staff", "lawful"]
 
 
+class Told(BaseModel):
+    recipient: str
+    outcome: str
+
+
 class Followed(BaseModel):
     id: str
     type: str
@@ -68,6 +74,8 @@ class Followed(BaseModel):
     fee: str | None = None
     result: dict[str, Any] | None = None
     download: str | None = None
+    recipients_told: list[Told] = Field(
+        [], description="Art. 19: who was told of a rectification, erasure or restriction.")
     journal: list[Journal] = []
 
 
@@ -109,12 +117,22 @@ def follow(request_id: str, token: Token,
         extended=request.due_on != request.first_due_on,
         extension_reason=request.extension_reason, refusal_reason=request.refusal_reason,
         fee=request.fee, result=Service.result(request), download=_link(service, request),
+        recipients_told=_told(service, request.id),
         journal=[Journal(at=e.at, action=e.action, by=_who(e.actor))
                  for e in reversed(entries)])
 
 
 def _who(actor: str) -> Literal["you", "staff", "lawful"]:
     return "you" if actor == "requester" else "lawful" if actor == "lawful" else "staff"
+
+
+def _told(service: Service, request_id: str) -> list[Told]:
+    with db.session() as s:
+        rows = s.execute(sa.select(Notification).where(Notification.request_id == request_id)
+                         .order_by(Notification.id)).scalars()
+        named = {r.id: r.name for r in service.manifest.recipients}
+        return [Told(recipient=named.get(n.recipient, n.recipient), outcome=n.status)
+                for n in rows]
 
 
 def _link(service: Service, request: StoredRequest) -> str | None:

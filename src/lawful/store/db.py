@@ -53,6 +53,10 @@ def upgrade() -> str:
 
     cfg = _config()
     with engine().begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # `serve` and several workers may start together: one migrates, the others wait
+            # for it (the lock ends with this transaction) and then find nothing to do.
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(7243019)"))
         cfg.attributes["connection"] = conn  # type: ignore[attr-defined]
         command.upgrade(cfg, "head")  # type: ignore[arg-type]
     with engine().connect() as conn:
