@@ -397,8 +397,8 @@ def worker(
     os.environ["LAWFUL_MANIFEST"] = str(find_manifest(str(manifest) if manifest else None))
     _load(manifest)  # a broken manifest stops here, with its problems listed
     db.upgrade()
-    from lawful.tasks import celery_app
+    from lawful.tasks import celery_app, queue_name
 
-    argv = ["worker", "--loglevel", "INFO", "-Q", "lawful", "--concurrency", str(concurrency),
+    argv = ["worker", "--loglevel", "INFO", "-Q", queue_name(), "--concurrency", str(concurrency),
             "--pool", "solo" if concurrency == 1 else "prefork"]
     celery_app.worker_main([*argv, *(["--beat"] if beat else [])])

@@ -5,6 +5,8 @@ daily purge of old request records).
 Messages are acknowledged only after the task finished (acks_late) and given back when a
 worker dies (reject_on_worker_lost), so a request whose worker was killed completes once a
 worker runs again; on Redis, after the visibility timeout (LAWFUL_TASK_VISIBILITY, seconds).
+Tasks go through the queue LAWFUL_TASK_QUEUE (default "lawful"), so several installations or
+test runs can share one broker without taking each other's tasks.
 """
 
 from __future__ import annotations
@@ -24,24 +26,45 @@ def broker_url() -> str | None:
     return os.environ.get("LAWFUL_BROKER_URL") or None
 
 
-def _make() -> Celery:
-    app = Celery("lawful", broker=broker_url() or "memory://")
+def queue_name() -> str:
+    return os.environ.get("LAWFUL_TASK_QUEUE") or "lawful"
+
+
+def _make(url: str | None, queue: str, current: bool = True) -> Celery:
+    visibility = int(os.environ.get("LAWFUL_TASK_VISIBILITY", "600"))
+    app = Celery("lawful", broker=url or "memory://", set_as_current=current)
     app.conf.update(
-        task_always_eager=broker_url() is None,
+        task_always_eager=url is None,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         broker_connection_retry_on_startup=True,
         broker_transport_options={
-            "visibility_timeout": int(os.environ.get("LAWFUL_TASK_VISIBILITY", "600"))},
-        task_default_queue="lawful",
+            "visibility_timeout": visibility,
+            # kombu (>= 5.7) looks for the unacknowledged messages of dead workers only every
+            # interval x throttle seconds (10 x 10 by default), whatever the visibility
+            # timeout: look at least as often as the timeout, so a short one takes effect.
+            "unacked_restore_interval": max(1, min(10, visibility)),
+            "unacked_restore_throttle": 1},
+        task_default_queue=queue,
         beat_schedule={"purge-request-records": {
             "task": "lawful.purge", "schedule": crontab(hour=3, minute=17)}},
     )
     return app
 
 
-celery_app = _make()
+celery_app = _make(broker_url(), queue_name())
+
+
+@cache
+def _sender(url: str, queue: str) -> Celery:
+    """The app that publishes to `url` and `queue`. They are read when a task is sent, not
+    only when this module was first imported: a process whose environment changed since
+    (a test pointing at a broker) would otherwise run tasks eagerly or send them elsewhere."""
+    conf = celery_app.conf
+    if conf.broker_url == url and conf.task_default_queue == queue:
+        return celery_app
+    return _make(url, queue, current=False)
 
 
 @cache
@@ -69,9 +92,11 @@ def purge() -> int:
 
 def enqueue(request_id: str, service: Service | None = None) -> None:
     """Run now in this process (no broker), or hand to a worker."""
-    if broker_url() is None:
+    url = broker_url()
+    if url is None:
         from lawful.requests.execute import run
 
         run(service or _service(), request_id)
     else:
-        execute.delay(request_id)
+        queue = queue_name()
+        _sender(url, queue).send_task(execute.name, args=[request_id], queue=queue)

@@ -8,7 +8,7 @@ a package is replaced, and recipients already recorded are not notified twice.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lawful.engine import state
 from lawful.engine.connect import EngineError
@@ -20,6 +20,9 @@ from lawful.requests.kinds import TELL_RECIPIENTS, Kind, ObjectionTo, Status
 from lawful.requests.workflow import Service
 from lawful.store import audit, db
 from lawful.store.models import Request
+
+if TYPE_CHECKING:
+    from lawful.engine.plan import Plan
 
 
 def run(service: Service, request_id: str) -> str:
@@ -95,7 +98,7 @@ def _perform(service: Service, request: Request, identities: Identities) -> Outc
         from lawful.engine.erase import erase
 
         result = erase(plan, identities)
-        outcome.result.update(certificate(result.as_dict()))
+        outcome.result.update(certificate(result.as_dict(), plan))
         for t in result.tables:
             if t.deleted or t.anonymised:
                 tp = next(p for k, p in plan.tables.items()
@@ -139,7 +142,7 @@ def _perform(service: Service, request: Request, identities: Identities) -> Outc
     return outcome
 
 
-def certificate(erased: dict[str, Any]) -> dict[str, Any]:
+def certificate(erased: dict[str, Any], plan: Plan | None = None) -> dict[str, Any]:
     """What was erased, what was kept, on which law and until when: the proof sent back."""
     lines, kept, tables = [], [], {}
     for t in erased["tables"]:
@@ -149,13 +152,39 @@ def certificate(erased: dict[str, Any]) -> dict[str, Any]:
             lines.append(f"{name}: {t['deleted']} row(s) deleted, {t['anonymised']} "
                          "anonymised")
         if t["held"] or t["kept_fields"]:
+            rule, law, until = t["held_rule"], t["held_law"], t["held_until"]
+            period = None
+            if not rule and plan is not None:
+                # Fields kept in rows that are otherwise erased: the engine names no rule for
+                # them, so name the retention rules that hold them, from the manifest.
+                rule, law, period = _field_holds(plan, t["system"], t["table"],
+                                                 t["kept_fields"])
             kept.append({"table": name, "rows": t["held"], "fields": t["kept_fields"],
-                         "rule": t["held_rule"], "law": t["held_law"],
-                         "until": t["held_until"]})
+                         "rule": rule, "law": law, "until": until,
+                         **({"period": period} if period else {})})
             what = f"{t['held']} row(s)" if t["held"] else ", ".join(t["kept_fields"])
-            why = f" as {t['held_law'] or t['held_rule']} requires" if t["held_rule"] else \
-                " under a legal obligation to keep them"
-            until = f" until {t['held_until']}" if t["held_until"] else ""
-            lines.append(f"{name}: {what} kept{until}{why}")
+            why = f" as {law or rule} requires" if rule else \
+                " (the manifest declares no way to erase them)"
+            when = f" until {until}" if until else f" for {period}" if period else ""
+            lines.append(f"{name}: {what} kept{when}{why}")
     return {"run": erased["run_id"], "verified": erased["verified"], "tables": tables,
             "kept": kept, "statements": lines or ["nothing of yours was found to erase"]}
+
+
+def _field_holds(plan: Plan, system: str, table: str, fields: list[str]
+                 ) -> tuple[str | None, str | None, str | None]:
+    """The rules (names), laws and periods that hold `fields` of a table, if any."""
+    tp = next((p for k, p in plan.tables.items() if k.system == system and k.table == table),
+              None)
+    rules: dict[str, tuple[str | None, str | None]] = {}
+    for f in tp.fields if tp is not None else []:
+        if f.name in fields and f.hold is not None:
+            for r, _ in f.hold.clocks:
+                period = f"{r.keep} after {r.event or r.after.value.replace('_', ' ')}" \
+                    if r.keep else None
+                rules[r.name or r.id] = (r.law, period)
+    if not rules:
+        return None, None, None
+    laws = "; ".join(dict.fromkeys(law for law, _ in rules.values() if law)) or None
+    periods = "; ".join(dict.fromkeys(p for _, p in rules.values() if p)) or None
+    return "; ".join(rules), laws, periods
