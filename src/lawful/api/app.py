@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from lawful import __version__
-from lawful.api import public, staff
+from lawful.api import consent, public, staff
 from lawful.api.limits import BodyLimit, RateLimiter
+from lawful.consent.ledger import Ledger
 from lawful.engine.connect import EngineError
 from lawful.requests import mail
 from lawful.requests.kinds import ServiceError
@@ -37,14 +40,25 @@ def create_app(service: Service, limiter: RateLimiter | None = None,
         "and download the answer; staff endpoints handle them within the deadline.",
         lifespan=lifespan)
     app.state.service = service
+    app.state.ledger = Ledger(service.manifest, now=service.now)
     app.state.limiter = limiter or RateLimiter()
     app.include_router(public.router)
     app.include_router(staff.router)
+    app.include_router(consent.router)
     app.add_exception_handler(ServiceError, _service_error)  # type: ignore[arg-type]
     app.add_exception_handler(EngineError, _engine_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
     app.add_middleware(BodyLimit)  # type: ignore[arg-type]
+    # The cookie banner runs on the company's website and posts here: public endpoints may
+    # be called cross-origin (no cookies, no credentials); staff keys never are.
+    app.add_middleware(CORSMiddleware, allow_origins=_origins(), allow_credentials=False,
+                       allow_methods=["GET", "POST"], allow_headers=["Content-Type"])
     return app
+
+
+def _origins() -> list[str]:
+    configured = os.environ.get("LAWFUL_CORS_ORIGINS", "*")
+    return [o.strip() for o in configured.split(",") if o.strip()]
 
 
 async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:

@@ -2,6 +2,7 @@
 
 from alembic import context
 
+from lawful.consent import models as _consent  # noqa: F401  (its tables join the metadata)
 from lawful.store.db import VERSION_TABLE
 from lawful.store.models import Base
 
