@@ -18,14 +18,15 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from lawful.addresses import NotAnAddress, checked_email
 from lawful.consent.models import ConsentEvent, ConsentState, DoNotContact
 from lawful.engine import state
-from lawful.engine.identities import IdentityError, normalise
 from lawful.keys import decrypt, encrypt, keyed_hash
 from lawful.manifest.model import ConsentPurpose, Identity, Manifest
 from lawful.requests.kinds import Conflict, Invalid, NotFound
@@ -69,8 +70,8 @@ class Subject:
             raise Invalid("give the person as exactly one of email or visitor_id")
         if email:
             try:
-                return cls("email", normalise(Identity.email, email))
-            except IdentityError as exc:
+                return cls("email", checked_email(email))
+            except NotAnAddress as exc:
                 raise Invalid(f"email: {exc}") from None
         if not VISITOR_ID.match(visitor_id or ""):
             raise Invalid("visitor_id: 8 to 64 letters, digits, '-' or '_'")
@@ -83,6 +84,10 @@ def subject_hash(kind: str, value: str) -> str:
     return keyed_hash(f"{'email' if kind == 'email' else 'cookie_id'}:{value}", "identity")
 
 
+_V4_MASK = ~0xFF  # /24
+_V6_MASK = ~((1 << 80) - 1)  # /48
+
+
 def pseudonymous_ip(ip: str | None) -> str | None:
     """Truncate (IPv4 to /24, IPv6 to /48), then keyed-hash: the address is never stored."""
     if not ip:
@@ -91,12 +96,19 @@ def pseudonymous_ip(ip: str | None) -> str | None:
         address = ipaddress.ip_address(ip)
     except ValueError:
         return None
-    prefix = 24 if address.version == 4 else 48
-    network = ipaddress.ip_network(f"{address}/{prefix}", strict=False)
-    return keyed_hash(str(network.network_address), "ip")
+    # The network address by masking the integer: what ip_network(...).network_address
+    # gives, without building a network object per event.
+    if address.version == 4:
+        truncated: ipaddress.IPv4Address | ipaddress.IPv6Address = \
+            ipaddress.IPv4Address(int(address) & _V4_MASK)
+    else:
+        truncated = ipaddress.IPv6Address(int(address) & _V6_MASK)
+    return keyed_hash(str(truncated), "ip")
 
 
+@lru_cache(maxsize=1024)
 def text_hash(text: str) -> str:
+    # The texts are the manifest's few: hashed once each, not once per event.
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -178,8 +190,16 @@ class Ledger:
         prepared = self._prepare(subject, purpose, action, channel, version, language,
                                  shown_hash, site, audit_id, ip, user_agent, gpc,
                                  client_event_id, actor)
-        with db.engine().begin() as conn:
-            return self._store(conn, subject, prepared)
+        engine = db.engine()
+        sealed = encrypt(subject.value.encode())
+        if engine.dialect.name == "postgresql":
+            # One statement is its own transaction: the event, its state and any
+            # do-not-contact entry are stored together or not at all, in one round trip.
+            with engine.connect() as conn:
+                return self._store(conn.execution_options(isolation_level="AUTOCOMMIT"),
+                                   subject, prepared, sealed)
+        with engine.begin() as conn:
+            return self._store(conn, subject, prepared, sealed)
 
     def choices(self, subject: Subject, choices: dict[str, bool], **context: Any
                 ) -> list[Recorded]:
@@ -194,8 +214,9 @@ class Ledger:
             version=versions.get(purpose),
             client_event_id=f"{base_id}:{purpose}"[:64] if base_id else None, **context)
             for purpose, allowed in sorted(choices.items())]
+        sealed = encrypt(subject.value.encode())
         with db.engine().begin() as conn:
-            return [self._store(conn, subject, p) for p in prepared]
+            return [self._store(conn, subject, p, sealed) for p in prepared]
 
     def _prepare(self, subject: Subject, purpose_id: str, action: str, channel: str,
                  version: int | None, language: str | None, shown_hash: str | None,
@@ -211,7 +232,7 @@ class Ledger:
         note = None
         if chosen is Action.granted and gpc and purpose.gpc_opt_out:
             chosen, note = Action.denied, "Global Privacy Control: recorded as an opt-out"
-        shown_version = shown_lang = shown_text = None
+        shown_version = shown_lang = shown_text = shown_digest = None
         if chosen in (Action.granted, Action.denied):
             current = purpose.current(self.now().date())
             shown_version, shown_lang, shown_text = self.shown_text(purpose, version,
@@ -220,7 +241,8 @@ class Ledger:
                     shown_version != current.version:
                 raise Conflict(f"text version {shown_version} of {purpose.id} is stale: "
                                f"show version {current.version} and ask again")
-            if shown_hash and shown_text and shown_hash != text_hash(shown_text):
+            shown_digest = text_hash(shown_text) if shown_text else None
+            if shown_hash and shown_digest and shown_hash != shown_digest:
                 raise Invalid(f"text_hash does not match the {shown_lang} text of "
                               f"{purpose.id} version {shown_version}")
         if client_event_id is not None and not 1 <= len(client_event_id) <= 64:
@@ -228,15 +250,18 @@ class Ledger:
         return {"client_event_id": client_event_id, "subject_kind": subject.kind,
                 "subject_hash": subject.hash, "audit_id": audit_id, "purpose": purpose.id,
                 "action": chosen.value, "version": shown_version,
-                "text_hash": text_hash(shown_text) if shown_text else None,
+                "text_hash": shown_digest,
                 "language": shown_lang, "channel": channel, "site": site,
                 "ip_hash": pseudonymous_ip(ip),
                 "user_agent": user_agent[:300] if user_agent else None, "gpc": gpc,
                 "actor": actor[:200], "_note": note, "_marketing": purpose.marketing}
 
-    def _store(self, conn: sa.Connection, subject: Subject, row: dict[str, Any]) -> Recorded:
+    def _store(self, conn: sa.Connection, subject: Subject, row: dict[str, Any],
+               sealed: bytes) -> Recorded:
         note, marketing = row.pop("_note"), row.pop("_marketing")
-        values = {**row, "subject_enc": encrypt(subject.value.encode()), "at": self.now()}
+        values = {**row, "subject_enc": sealed, "at": self.now()}
+        if conn.dialect.name == "postgresql":
+            return self._store_pg(conn, subject, values, note, marketing)
         insert = _insert(conn)(EVENTS).values(values)
         if row["client_event_id"] is not None:
             insert = insert.on_conflict_do_nothing(index_elements=["client_event_id"])
@@ -259,6 +284,22 @@ class Ledger:
             _dnc(conn, row["subject_hash"], subject.kind, row["purpose"],
                  f"{row['action']}:{row['channel']}", values["at"])
         return Recorded(event_id, row["purpose"], row["action"], row["version"], True, note)
+
+    def _store_pg(self, conn: sa.Connection, subject: Subject, values: dict[str, Any],
+                  note: str | None, marketing: bool) -> Recorded:
+        """The same writes as the generic path, as one statement (a data-modifying CTE): the
+        state and the do-not-contact entry are written only if the event was."""
+        dnc = values["action"] in (Action.withdrawn, Action.objected) and marketing
+        if dnc:
+            values["dnc_kind"] = subject.kind
+            values["dnc_reason"] = f"{values['action']}:{values['channel']}"[:64]
+        event_id = conn.exec_driver_sql(_PG_RECORD_DNC if dnc else _PG_RECORD,
+                                        values).scalar()
+        if event_id is None:  # replayed: the stored event answers
+            stored = conn.exec_driver_sql(_PG_REPLAYED, values).one()
+            return Recorded(stored.id, stored.purpose, stored.action, stored.version, False)
+        return Recorded(event_id, values["purpose"], values["action"], values["version"],
+                        True, note)
 
     def withdraw(self, subject: Subject, purpose: str, channel: str = Channel.api.value,
                  actor: str = "subject", **context: Any) -> Recorded:
@@ -327,6 +368,36 @@ class Ledger:
             return None
         what = "any direct marketing" if reason.scope == ALL_MARKETING else reason.scope
         return f"on the do-not-contact list for {what} ({reason.reason})"
+
+
+_EVENT_COLUMNS = ("client_event_id", "subject_kind", "subject_hash", "subject_enc", "audit_id",
+                  "purpose", "action", "version", "text_hash", "language", "channel", "site",
+                  "at", "ip_hash", "user_agent", "gpc", "actor")
+# Written once, sent as text with the driver's parameters: no statement is built per event,
+# and psycopg prepares it on the server after a few uses on a connection.
+_PG_RECORD_BASE = f"""
+WITH ev AS (
+  INSERT INTO {EVENTS.name} ({", ".join(_EVENT_COLUMNS)})
+  VALUES ({", ".join(f"%({c})s" for c in _EVENT_COLUMNS)})
+  ON CONFLICT (client_event_id) DO NOTHING
+  RETURNING id, subject_hash, purpose, action, version, at
+), st AS (
+  INSERT INTO {STATES.name} AS s (subject_hash, purpose, action, version, at, event_id)
+  SELECT subject_hash, purpose, action, version, at, id FROM ev
+  ON CONFLICT (subject_hash, purpose) DO UPDATE
+    SET action = excluded.action, version = excluded.version, at = excluded.at,
+        event_id = excluded.event_id
+    WHERE s.event_id < excluded.event_id
+){{dnc}}
+SELECT id FROM ev"""
+_PG_RECORD = _PG_RECORD_BASE.format(dnc="")
+_PG_RECORD_DNC = _PG_RECORD_BASE.format(dnc=f""", dnc AS (
+  INSERT INTO {DNC.name} (hash, scope, kind, reason, added_at)
+  SELECT subject_hash, purpose, %(dnc_kind)s, %(dnc_reason)s, at FROM ev
+  ON CONFLICT (hash, scope) DO NOTHING
+)""")
+_PG_REPLAYED = (f"SELECT id, purpose, action, version FROM {EVENTS.name} "
+                "WHERE client_event_id = %(client_event_id)s")
 
 
 def _insert(conn: sa.Connection) -> Callable[[sa.Table], Any]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from lawful.engine import state
-from lawful.engine.connect import EngineError
+import sqlalchemy as sa
+
+from lawful.engine.connect import EngineError, statement_error
 from lawful.engine.identities import Identities
 from lawful.keys import SecretKeyError, decrypt, encrypt
 from lawful.manifest.model import Identity
@@ -35,11 +36,13 @@ def run(service: Service, request_id: str) -> str:
     identities = Identities.of({Identity.email: [address]}, service.region)
     try:
         outcome = _perform(service, request, identities)
-    except (EngineError, SecretKeyError, OSError) as exc:
+    except Exception as exc:
+        # Whatever went wrong, the request records it and can be executed again; otherwise
+        # it would stay in progress with no error, which `Service.execute` cannot restart.
         with db.transaction() as s:
             row = s.get(Request, request_id)
             assert row is not None
-            row.error = str(exc)[:2000]
+            row.error = _why(exc)[:2000]
             audit.append(s, "lawful", "request.failed", request_id, error=row.error)
         return Status.in_progress.value
     link = None
@@ -71,6 +74,16 @@ def run(service: Service, request_id: str) -> str:
             "tables": outcome.result.get("tables", {})})
     mail.deliver()
     return status
+
+
+def _why(exc: Exception) -> str:
+    """The error as the request records it: our own errors say what to fix; anything else
+    gives its class and the driver's first line, never a statement's parameters (values)."""
+    if isinstance(exc, EngineError | SecretKeyError | OSError):
+        return str(exc)
+    if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None:
+        return f"unexpected database error: {statement_error(exc.orig)}"
+    return f"unexpected error: {type(exc).__name__}"
 
 
 class Outcome:
@@ -128,17 +141,23 @@ def _perform(service: Service, request: Request, identities: Identities) -> Outc
         summary.append("processing of your data is restricted: it is kept but not used"
                        + (" while we weigh your objection against our legitimate interests "
                           "(Art. 18(1)(d))" if kind is Kind.objection else ""))
-    elif kind is Kind.objection:
-        added = state.suppress(identities, "objection:direct_marketing")
-        summary.append("you will receive no more direct marketing (Art. 21(3)); "
-                       f"{added} address(es) added to the do-not-contact list")
-    elif kind is Kind.consent_withdrawal:
-        purpose = service.manifest.consent_purpose(details["purpose"])
-        assert purpose is not None
-        if purpose.marketing:
-            state.suppress(identities, f"withdrawn:{purpose.id}")
-        summary.append(f"your consent to {purpose.name} is withdrawn as of today")
-        outcome.result["purpose"] = purpose.id
+    elif kind in (Kind.objection, Kind.consent_withdrawal):
+        from lawful.consent.ledger import Channel, Ledger, Subject
+
+        ledger = Ledger(service.manifest, now=service.now)
+        subject = Subject.of(email=Service.identity(request))
+        if kind is Kind.objection:
+            # Art. 21(3): absolute; kept as a keyed hash that outlives any later erasure.
+            ledger.object_to_marketing(subject, Channel.request.value, "requester")
+            summary.append("you will receive no more direct marketing (Art. 21(3)); your "
+                           "address is on our do-not-contact list")
+        else:
+            purpose = service.manifest.consent_purpose(details["purpose"])
+            assert purpose is not None
+            ledger.withdraw(subject, purpose.id, Channel.request.value, "requester",
+                            client_event_id=f"request:{request.id}")
+            summary.append(f"your consent to {purpose.name} is withdrawn as of today")
+            outcome.result["purpose"] = purpose.id
     return outcome
 
 

@@ -112,10 +112,17 @@ def _send_one(client: smtplib.SMTP, message_id: int) -> int:
             return 0
         m = s.get(OutboxMessage, message_id)
         assert m is not None
-        email = EmailMessage()
-        email["From"], email["To"], email["Subject"] = m.sender, decrypt(m.to_enc).decode(), \
-            m.subject
-        email.set_content(decrypt(m.body_enc).decode())
+        try:
+            email = EmailMessage()
+            email["From"], email["To"], email["Subject"] = m.sender, \
+                decrypt(m.to_enc).decode(), m.subject
+            email.set_content(decrypt(m.body_enc).decode())
+        except ValueError as exc:
+            # A line break in an address or subject: it must never become a header of its
+            # own (no injected Bcc), and trying again cannot help. Kept as failed for
+            # `lawful outbox`, instead of raising out of the caller and staying "sending".
+            m.status, m.error = "failed", f"not sent: {exc}"[:500]
+            return 0
     try:
         client.send_message(email)
     except (OSError, smtplib.SMTPException) as exc:

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from lawful.addresses import NotAnAddress, checked_email
 from lawful.engine import clock, state
-from lawful.engine.identities import IdentityError, normalise
 from lawful.keys import decrypt, encrypt, keyed_hash
 from lawful.manifest.duration import Duration
-from lawful.manifest.model import Identity, Manifest
+from lawful.manifest.model import Manifest
 from lawful.requests import mail, words
 from lawful.requests.kinds import (
     CLOSED,
@@ -105,8 +105,8 @@ class Service:
             raise Invalid(f"{self.manifest.organisation.name} does not offer {chosen.value} "
                           "requests (rights.offered in the manifest)")
         try:
-            address = normalise(Identity.email, email)
-        except IdentityError as exc:
+            address = checked_email(email)
+        except NotAnAddress as exc:
             raise Invalid(f"email: {exc}") from None
         clean = self._details(chosen, details or {})
         received = self.now()

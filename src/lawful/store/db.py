@@ -35,6 +35,11 @@ def session() -> Session:
 def transaction() -> Iterator[Session]:
     """A session committed at the end, rolled back on any error."""
     with session() as s, s.begin():
+        if s.get_bind().dialect.name == "sqlite":
+            # SQLite ignores SELECT ... FOR UPDATE, and its driver begins a transaction only at
+            # the first write: a read-then-write (a code's failure count) could lose a
+            # concurrent update and let guesses past the limit. Take the write lock first.
+            s.connection().exec_driver_sql("BEGIN IMMEDIATE")
         yield s
 
 
