@@ -104,7 +104,7 @@ def count(ctx: Context, b: Binding, build: Callable[[Sql, Any], Any],
 def skipped(ctx: Context, b: Binding, result: BindingResult) -> None:
     """Rows due under the rule that something keeps: restriction, a hold, a reference."""
     held = ctx.held_keys(b.key)
-    result.restricted = count(ctx, b, lambda s, t: sa.and_(
+    result.restricted += count(ctx, b, lambda s, t: sa.and_(
         s.candidates(b, t, ctx.bindings), s.restricted(b.tp, t)))
     if b.deletes:
         result.referenced = count(ctx, b, lambda s, t: sa.and_(
@@ -168,6 +168,7 @@ class Sweeper:
         # lawful's list of restricted persons: compared in Python on the batch's identities
         self.identities = list(b.tp.identity_fields) if ctx.restricted else []
         self.per_row = b.per_row() if not b.deletes else []
+        self.listed = 0  # rows skipped because lawful's list restricts their person
         self.fast = (self.engine.dialect.name == "postgresql" and len(self.pk) == 1
                      and not self.identities and not self.per_row)
 
@@ -196,6 +197,7 @@ class Sweeper:
             else:
                 seq -= 1
             if picked < self.size:
+                result.restricted += self.listed
                 return seq
 
     # --- PostgreSQL: one statement per batch, keys and digest never leave the server --------
@@ -255,6 +257,7 @@ class Sweeper:
         width = len(self.pk)
         last = rows[-1][:width]
         rows = [r for r in rows if not self._restricted(r)]
+        self.listed += picked - len(rows)
         keys = [r[:width] for r in rows]
         if keys:
             if b.deletes:
