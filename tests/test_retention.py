@@ -375,6 +375,6 @@ def test_future_and_null_dates_are_never_due(sqlite_kerf: Kerf) -> None:
 def test_a_rule_deleting_referenced_rows_is_refused(sqlite_kerf: Kerf) -> None:
     before = snapshot(sqlite_kerf.url)
     bad = kerf_plan(quotes={"action": Action.delete})
-    with pytest.raises(RetentionInputError, match="retention-deletes-referenced|'quotes' deletes"):
+    with pytest.raises(RetentionInputError, match=r"'quotes' deletes"):
         run(bad, dt.date(2030, 1, 1))
     assert snapshot(sqlite_kerf.url) == before
