@@ -144,6 +144,8 @@ CASES: dict[str, tuple[Callable[[Data], None], str]] = {
         "retention[7].activities[1]"),
     "retention-long-without-law": (lambda d: _set(ret(d, "orders"), keep="12 years"),
                                    "retention[2]"),
+    "retention-deletes-referenced": (lambda d: _set(ret(d, "quotes"), action="delete"),
+                                     "retention[1]"),
     "retention-event-unknown": (lambda d: _set(ret(d, "orders"), columns="order.delivered"),
                                 "retention[2].columns[0]"),
     "database-url-password": (

@@ -473,6 +473,7 @@ export_app = typer.Typer(help="Export declarations for other tools.", no_args_is
 app.add_typer(systems_app, name="systems")
 app.add_typer(import_app, name="import")
 app.add_typer(export_app, name="export")
+app.add_typer(__import__("lawful.retention.cli").retention.cli.app, name="retention")
 
 
 @systems_app.command("reflect")

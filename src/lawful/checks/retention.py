@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from lawful.checks.base import Context, Hit, Severity, rule
-from lawful.manifest.model import Activity, Basis, Clock, Manifest, RetentionRule
+from lawful.manifest.model import Action, Activity, Basis, Clock, Manifest, RetentionRule, Table
 from lawful.manifest.taxonomy import Taxonomy
 
 _EVENT_CLOCKS = {Clock.event, Clock.last_event, Clock.financial_year_end, Clock.decision}
@@ -106,3 +106,56 @@ def event_unknown(ctx: Context) -> Iterator[Hit]:
                 yield (("retention", i, "columns", j),
                        f"retention rule {r.id!r} counts from {column!r}, which is not a "
                        "column of a declared table", "write it as table.column of a system table")
+
+
+def table_rules(table: Table, manifest: Manifest) -> list[RetentionRule]:
+    """The rules that govern a table's rows: named on the table (`retention:`), or rules of an
+    activity the table serves. Rules named on a field govern that field only."""
+    return [r for r in manifest.retention
+            if r.id in table.retention or set(r.activities) & set(table.activities)]
+
+
+def clocked_on(rule: RetentionRule, table: Table, system: str) -> bool:
+    """Whether the rule has a clock on this table: a date column of its own there, the
+    table's collection date, or a consent state it holds."""
+    own = any(c.rsplit(".", 1)[0] in (table.name, f"{system}.{table.name}")
+              for c in rule.columns if "." in c)
+    collected = table.collected_at is not None and (
+        rule.after is Clock.collection or rule.maximum is not None)
+    consent = rule.after is Clock.consent_withdrawal and any(
+        c.purpose == rule.consent_purpose for c in table.consent)
+    return own or collected or consent
+
+
+def _gone_by(rule: RetentionRule) -> float:
+    return max((d.approx_days for d in (rule.keep, rule.maximum) if d), default=0.0)
+
+
+@rule("retention-deletes-referenced", Severity.error, "GDPR Art. 5(1)(e), 5(1)(f)",
+      "Retention deletes rows that rows kept longer still reference")
+def deletes_referenced(ctx: Context) -> Iterator[Hit]:
+    index = {id(r): i for i, r in enumerate(ctx.manifest.retention)}
+    for system in ctx.manifest.systems:
+        tables = {t.name: t for t in system.tables}
+        for parent in system.tables:
+            for r in table_rules(parent, ctx.manifest):
+                if r.action is not Action.delete or not clocked_on(r, parent, system.id):
+                    continue
+                for child in system.tables:
+                    refs = [ref for ref in child.references if child is not parent
+                            and ref.to.split(".")[-2] == parent.name
+                            and (len(ref.to.split(".")) == 2 or ref.to.split(".")[0] == system.id)]
+                    if not refs or child.name not in tables:
+                        continue
+                    deleting = [c for c in table_rules(child, ctx.manifest)
+                                if c.action is Action.delete]
+                    if r in deleting or any(0 < _gone_by(c) <= _gone_by(r) for c in deleting):
+                        continue
+                    kept = ", ".join(c.id for c in table_rules(child, ctx.manifest)) or "no rule"
+                    yield (("retention", index[id(r)], "action"),
+                           f"retention rule {r.id!r} deletes rows of {parent.name!r} that rows "
+                           f"of {child.name!r} ({child.name}.{refs[0].field}) still reference, "
+                           f"and {child.name!r} is kept longer ({kept}): the deletion would "
+                           "break them, so retention would never finish",
+                           f"anonymise {parent.name!r} instead (action: anonymise), or delete "
+                           f"{child.name!r} by the same rule")

@@ -497,14 +497,14 @@ class _World:
                 sday = max(cday, newsletter_day)
                 sday = min(days, sday + int(rnd() * (days - sday + 1)))
                 subscribers.append(
-                    (sid, email, day_text[sday] + tod_text[25_200 + int(rnd() * 57_600)], 1)
+                    (sid, email, day_text[sday] + tod_text[25_200 + int(rnd() * 57_600)], 1, null)
                 )
                 sid += 1
             if rnd() < 0.5:
                 _, _, oemail, _ = self.other_person()
                 sday = newsletter_day + int(rnd() * (days - newsletter_day + 1))
                 subscribers.append(
-                    (sid, oemail, day_text[sday] + tod_text[int(rnd() * 86_400)], 1)
+                    (sid, oemail, day_text[sday] + tod_text[int(rnd() * 86_400)], 1, null)
                 )
                 sid += 1
 

@@ -173,6 +173,7 @@ newsletter_subscriber = Table(
     Column("email", String(EMAIL)),  # no FK: customers and prospects
     Column("subscribed_at", TIMESTAMP, nullable=False),
     Column("consent_version", Integer),
+    Column("unsubscribed_at", TIMESTAMP),  # set when consent is withdrawn (retention clock)
 )
 
 web_visit = Table(
@@ -270,6 +271,7 @@ DATE_COLUMNS: dict[str, tuple[str, ...]] = {
     "invoice": ("issued_at",),
     "support_ticket": ("created_at",),
     "call_recording": ("recorded_at",),
+    "newsletter_subscriber": ("unsubscribed_at",),
     "web_visit": ("visited_at",),
     "job_applicant": ("decided_at",),
     "id_document": ("verified_at",),

@@ -151,6 +151,8 @@ class LawfulTableMeta(_MetaModel):
     retention: list[Id] = []
     restricted_column: str | None = None
     activities: list[Id] = []
+    collected_at: str | None = None
+    consent: list[dict[str, str]] = []
     fields: dict[str, LawfulFieldMeta] = {}
     other_person: list[LawfulReferenceMeta] = []
 
@@ -565,7 +567,8 @@ class _Importer:
         }
         if tmeta is not None:
             data |= {"retention": tmeta.retention, "activities": tmeta.activities,
-                     "restricted_column": tmeta.restricted_column}
+                     "restricted_column": tmeta.restricted_column,
+                     "collected_at": tmeta.collected_at, "consent": tmeta.consent}
         try:
             return Table.model_validate(data)
         except ValidationError as exc:
@@ -731,6 +734,10 @@ def _collection(system: System, table: Table) -> tuple[dict[str, Any], dict[str,
         meta["restricted_column"] = table.restricted_column
     if table.activities:
         meta["activities"] = _FlowList(table.activities)
+    if table.collected_at:
+        meta["collected_at"] = table.collected_at
+    if table.consent:
+        meta["consent"] = [c.model_dump(exclude_none=True) for c in table.consent]
     if field_meta:
         meta["fields"] = field_meta
     if other_person:

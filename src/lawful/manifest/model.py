@@ -13,7 +13,14 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import pycountry
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from lawful.manifest.duration import Duration
@@ -338,6 +345,10 @@ class RetentionRule(Strict):
     consent_purpose: Id | None = None
     maximum: Duration | None = None
     extension: ConsentExtension | None = None
+    # last_event: the column(s) that group rows of one person ("the last visit of a
+    # visitor": web_visit.visitor_id); default: the table's only identity column, if any.
+    per: Annotated[list[str], BeforeValidator(_listify)] = Field(
+        [], description="table.column grouping the rows whose latest event counts.")
     action: Action = Action.delete
     basis: Annotated[Basis | None, BeforeValidator(_basis_alias)] = None
     law: str | None = None
@@ -427,6 +438,29 @@ class Reference(Strict):
     other_person: bool = False
 
 
+class ConsentColumn(Strict):
+    """Where a table holds the state of a consent, until the consent ledger does: one of
+    `withdrawn_at` (a date set on withdrawal), `given_at` (a date, null without consent) or
+    `given` (a boolean)."""
+
+    purpose: Id
+    withdrawn_at: str | None = None
+    given_at: str | None = None
+    given: str | None = None
+
+    @model_validator(mode="after")
+    def _one_column(self) -> ConsentColumn:
+        named = [c for c in (self.withdrawn_at, self.given_at, self.given) if c]
+        if len(named) != 1:
+            raise PydanticCustomError(
+                "consent_column", "name exactly one of withdrawn_at, given_at or given")
+        return self
+
+    @property
+    def column(self) -> str:
+        return self.withdrawn_at or self.given_at or self.given or ""
+
+
 class Table(Strict):
     name: str
     subject: Id | None = None
@@ -437,6 +471,10 @@ class Table(Strict):
     retention: Annotated[list[Id], BeforeValidator(_listify)] = []
     restricted_column: str | None = None
     activities: Annotated[list[Id], BeforeValidator(_listify)] = []
+    # Retention: when a row was collected (for `after: collection` and `maximum:`), and the
+    # consent states it holds (for `consent_withdrawal` clocks and consent extensions).
+    collected_at: str | None = None
+    consent: Annotated[list[ConsentColumn], BeforeValidator(_listify)] = []
 
 
 class System(Strict):
