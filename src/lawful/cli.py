@@ -523,8 +523,9 @@ def export_fides_cmd(
     _write(export_fides(located.manifest.systems), output)
 
 
-# The request service's commands (serve, worker, requests, outbox, audit, keys, db).
-from lawful import cli_service  # noqa: E402, F401
+# The request service's commands (serve, worker, requests, outbox, audit, keys, db) and
+# the consent ledger's (consent ...).
+from lawful import cli_consent, cli_service  # noqa: E402, F401
 
 
 def run() -> None:

@@ -319,12 +319,19 @@ def serve(
                                        "serve its manifest.")] = False,
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
+    access_log: Annotated[bool, typer.Option(
+        "--access-log", help="Log every request with the client's address (off: lawful "
+        "itself never keeps a whole IP address).")] = False,
+    workers: Annotated[int, typer.Option(
+        "--workers", min=1, max=64, help="Worker processes (each with its own connection "
+        "pool and rate limiter); 1 serves in this process.")] = 1,
     manifest: ManifestOpt = None,
 ) -> None:
     """Start the HTTP API (OpenAPI at /docs); migrations run first."""
     import uvicorn
 
-    from lawful.api.app import create_app
+    from lawful.api.app import create_app, settle_heap
+    from lawful.manifest.load import find_manifest
     from lawful.store import db
 
     base_url = os.environ.get("LAWFUL_BASE_URL", f"http://{host}:{port}")
@@ -332,10 +339,21 @@ def serve(
         manifest = manifest or demo_manifest()
         example = _demo_database()
     db.upgrade()
-    service = _service(manifest, base_url)
+    service = _service(manifest, base_url)  # checked here: a bad manifest stops before workers
     if demo:
         _demo_instructions(base_url, example)
-    uvicorn.run(create_app(service, upkeep=True), host=host, port=port, log_level="info")
+    if workers == 1:
+        served = create_app(service, upkeep=True)
+        settle_heap()
+        uvicorn.run(served, host=host, port=port, log_level="info", access_log=access_log)
+        return
+    # The workers build the same app from the environment (lawful.api.app.from_env).
+    os.environ["LAWFUL_MANIFEST"] = str(find_manifest(str(manifest) if manifest else None)
+                                        .resolve())
+    os.environ["LAWFUL_BASE_URL"] = base_url
+    db.engine().dispose()
+    uvicorn.run("lawful.api.app:from_env", factory=True, workers=workers, host=host,
+                port=port, log_level="info", access_log=access_log)
 
 
 def _demo_database() -> str:

@@ -76,7 +76,13 @@ def keyed_hash(value: str, label: str = "pseudonym") -> str:
 
 
 def fernet() -> Fernet:
-    return Fernet(base64.urlsafe_b64encode(derived_key("encryption")))
+    return _fernet(derived_key("encryption"))
+
+
+@cache
+def _fernet(key: bytes) -> Fernet:
+    # Built once per key: the consent ledger encrypts an identity per event.
+    return Fernet(base64.urlsafe_b64encode(key))
 
 
 def encrypt(data: bytes) -> bytes:

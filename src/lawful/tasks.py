@@ -15,7 +15,7 @@ import os
 from functools import cache
 from typing import TYPE_CHECKING
 
-from celery import Celery
+from celery import Celery, Task
 from celery.schedules import crontab
 
 if TYPE_CHECKING:
@@ -78,11 +78,25 @@ def _service() -> Service:
                                                      "http://127.0.0.1:8000"))
 
 
-@celery_app.task(name="lawful.execute")
-def execute(request_id: str) -> str:
-    from lawful.requests.execute import run
+RETRIES = 5  # a task that fails outside `run`'s own handling: tried again after 5 .. 80 s
 
-    return run(_service(), request_id)
+
+@celery_app.task(name="lawful.execute", bind=True, max_retries=RETRIES)
+def execute(self: Task, request_id: str) -> str:
+    from lawful.requests.execute import record_failure, run
+
+    try:
+        return run(_service(), request_id)
+    except Exception as exc:
+        # `run` records what fails inside the engine; this is what fails around it: the
+        # manifest cannot be loaded (being edited, say) or the store is unreachable. A failed
+        # task is acknowledged like a finished one, so without this the request would stay
+        # in progress with no error and nobody would run it again. Try again with backoff;
+        # once the tries are spent, the request records why, and staff can execute it again.
+        if self.request.retries < RETRIES:
+            raise self.retry(exc=exc, countdown=5 * 2 ** self.request.retries) from exc
+        record_failure(request_id, exc)
+        raise
 
 
 @celery_app.task(name="lawful.purge")

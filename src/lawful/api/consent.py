@@ -20,6 +20,7 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from lawful.api.auth import Role, Staff, authenticate
 from lawful.api.deps import role, service_of, throttle
@@ -37,7 +38,9 @@ Gpc = Annotated[str | None, Header(alias="Sec-GPC", max_length=8)]
 Agent_ = Annotated[str | None, Header(alias="User-Agent", max_length=1000)]
 
 
-def ledger_of(request: Request) -> Ledger:
+# Dependencies that do no I/O are `async def`: a plain `def` one costs a thread-pool hop per
+# request. A key, when given, is checked in the pool (a store read, maybe an argon2 hash).
+async def ledger_of(request: Request) -> Ledger:
     ledger: Ledger = request.app.state.ledger
     return ledger
 
@@ -45,15 +48,17 @@ def ledger_of(request: Request) -> Ledger:
 Book = Annotated[Ledger, Depends(ledger_of)]
 
 
-def maybe_staff(authorization: Annotated[str | None, Header(max_length=300)] = None,
-                x_api_key: Annotated[str | None, Header(max_length=300)] = None
-                ) -> Staff | None:
+async def maybe_staff(authorization: Annotated[str | None, Header(max_length=300)] = None,
+                      x_api_key: Annotated[str | None, Header(max_length=300)] = None
+                      ) -> Staff | None:
     key = x_api_key or (authorization[7:] if authorization and
                         authorization.lower().startswith("bearer ") else "")
-    return authenticate(key.strip()) if key else None
+    return await run_in_threadpool(authenticate, key.strip()) if key else None
 
 
 Caller = Annotated[Staff | None, Depends(maybe_staff)]
+# Channels only lawful itself or staff write through: a visitor's own post cannot claim them.
+STAFF_CHANNELS = frozenset({Channel.staff, Channel.request, Channel.email_link})
 
 
 class Body(BaseModel):
@@ -134,11 +139,15 @@ def purposes(book: Book, lang: Annotated[str | None, Query(max_length=16)] = Non
 
 @router.post("/v1/consent/events", response_model=Stored, status_code=201,
              dependencies=[Depends(throttle)])
-def record(body: Event, request: Request, book: Book, caller: Caller, gpc: Gpc = None,
-           user_agent: Agent_ = None) -> Any:
+async def record(body: Event, request: Request, book: Book, caller: Caller, gpc: Gpc = None,
+                 user_agent: Agent_ = None) -> Any:
     """Record one consent event. Sec-GPC: 1 is recorded, and a grant for a purpose marked
     as sale, sharing or targeted advertising is then recorded as denied."""
-    recorded = book.record(
+    if caller is None and body.channel in STAFF_CHANNELS:
+        # The channel is part of the proof: only staff (with a key) record as staff.
+        raise HTTPException(401, f"channel {body.channel.value!r} needs an API key")
+    # On the event loop: on PostgreSQL the ledger writes through an asyncio connection.
+    recorded = await book.record_async(
         _subject(body, caller), body.purpose, body.action.value, channel=body.channel.value,
         version=body.version, language=body.language, shown_hash=body.text_hash,
         site=body.site, audit_id=body.audit_id, ip=_client(request), user_agent=user_agent,
@@ -175,13 +184,13 @@ def withdraw(body: Withdrawal, request: Request, book: Book, caller: Caller, gpc
 
 
 @router.get("/v1/consent/state", dependencies=[Depends(throttle)])
-def current(book: Book, caller: Caller,
-            email: Annotated[str | None, Query(max_length=320)] = None,
-            visitor_id: Annotated[str | None, Query(max_length=64)] = None
-            ) -> list[dict[str, Any]]:
+async def current(book: Book, caller: Caller,
+                  email: Annotated[str | None, Query(max_length=320)] = None,
+                  visitor_id: Annotated[str | None, Query(max_length=64)] = None
+                  ) -> list[dict[str, Any]]:
     """The current consent per purpose; `stale` when given to an older text version."""
-    return [s.__dict__ for s in book.state(_subject(Who(email=email, visitor_id=visitor_id),
-                                                    caller))]
+    subject = _subject(Who(email=email, visitor_id=visitor_id), caller)
+    return [s.__dict__ for s in await book.state_async(subject)]
 
 
 @router.get("/v1/consent/history", dependencies=[Depends(throttle)])
@@ -272,21 +281,41 @@ async def unsubscribe_now(request: Request, book: Book,
                           token: Annotated[str, Query(max_length=2000)],
                           user_agent: Agent_ = None) -> str:
     """One-click unsubscribe (RFC 8058): a withdrawal, or an objection to direct marketing."""
-    form = parse_qs((await request.body()).decode("utf-8", "replace"))
-    if form.get("List-Unsubscribe") != ["One-Click"]:
+    if not _one_click(await request.body(), request.headers.get("content-type", "")):
         raise HTTPException(422, "the body must be List-Unsubscribe=One-Click (RFC 8058)")
     wanted = unsubscribe.read(token)
     subject = Subject.of(email=wanted.email)
+    # The store is written in the thread pool: this handler is async (it reads the body).
     if book.manifest.consent_purpose(wanted.purpose) is not None:
-        book.withdraw(subject, wanted.purpose, Channel.email_link.value, "subject",
-                      ip=_client(request), user_agent=user_agent)
+        await run_in_threadpool(book.withdraw, subject, wanted.purpose,
+                                Channel.email_link.value, "subject", ip=_client(request),
+                                user_agent=user_agent)
     else:  # a marketing activity without consent (soft opt-in): an objection
-        book.object_to_marketing(subject, Channel.email_link.value, "subject",
-                                 wanted.purpose)
+        await run_in_threadpool(book.object_to_marketing, subject, Channel.email_link.value,
+                                "subject", wanted.purpose)
     name = _purpose_name(book, wanted.purpose)
     return _page("You are unsubscribed",
                  f"<p>{html.escape(wanted.email)} will receive no more "
                  f"{html.escape(name)}.</p>")
+
+
+def _one_click(body: bytes, content_type: str) -> bool:
+    """RFC 8058 §3.2: the mail receiver posts List-Unsubscribe=One-Click, as multipart/form-data
+    or as application/x-www-form-urlencoded."""
+    if content_type.lower().startswith("multipart/form-data"):
+        from email.parser import BytesParser
+        from email.policy import HTTP
+
+        head = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1", "replace")
+        try:
+            message = BytesParser(policy=HTTP).parsebytes(head + body)
+            values = [str(part.get_content()).strip() for part in message.iter_parts()
+                      if part.get_param("name", header="content-disposition") ==
+                      "List-Unsubscribe"]
+        except (ValueError, LookupError, TypeError):
+            return False
+        return values == ["One-Click"]
+    return parse_qs(body.decode("utf-8", "replace")).get("List-Unsubscribe") == ["One-Click"]
 
 
 def _purpose_name(book: Ledger, key: str) -> str:

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lawful.consent.ledger import Action, Decision, Ledger, Subject
+import sqlalchemy as sa
+
+from lawful.consent.ledger import DNC, Action, Decision, Ledger, Subject
 from lawful.requests.kinds import NotFound
+from lawful.store import db
 
 if TYPE_CHECKING:
     from lawful.engine.plan import Plan
@@ -22,6 +25,8 @@ def may_contact(ledger: Ledger, plan: Plan | None, email: str, purpose: str) -> 
     if consent is None and (activity is None or activity.marketing is None):
         raise NotFound(f"consent purpose or marketing activity {purpose!r}")
     blocked = ledger.on_do_not_contact(subject, purpose)
+    if blocked and consent is not None and _consented_again(ledger, subject, purpose):
+        blocked = None
     if blocked:
         return Decision(False, blocked)
     if activity is not None:
@@ -49,6 +54,21 @@ def _by_consent(ledger: Ledger, subject: Subject, purpose: str) -> Decision:
     if current.status == "none":
         return Decision(False, f"no consent recorded for {purpose}")
     return Decision(False, f"consent {current.status} on {current.at:%Y-%m-%d}")
+
+
+def _consented_again(ledger: Ledger, subject: Subject, purpose: str) -> bool:
+    """A withdrawal (or unsubscribe) puts the address on the list for that purpose alone; a
+    consent to it given afterwards is the person's newer choice. An objection to all direct
+    marketing, an erasure, or a list entry made after the consent still blocks."""
+    if ledger.on_do_not_contact(subject) is not None:  # erased, or any direct marketing
+        return False
+    current = next((s for s in ledger.state(subject) if s.purpose == purpose), None)
+    if current is None or current.status != Action.granted or current.at is None:
+        return False
+    with db.engine().connect() as conn:
+        added = conn.execute(sa.select(DNC.c.added_at).where(
+            DNC.c.hash == subject.hash, DNC.c.scope == purpose)).scalar()
+    return added is not None and current.at > added
 
 
 def _existing_customer(plan: Plan, email: str, subjects: set[str]) -> bool:

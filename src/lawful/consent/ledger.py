@@ -18,11 +18,12 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from starlette.concurrency import run_in_threadpool
 
 from lawful.addresses import NotAnAddress, checked_email
 from lawful.consent.models import ConsentEvent, ConsentState, DoNotContact
@@ -30,7 +31,7 @@ from lawful.engine import state
 from lawful.keys import decrypt, encrypt, keyed_hash
 from lawful.manifest.model import ConsentPurpose, Identity, Manifest
 from lawful.requests.kinds import Conflict, Invalid, NotFound
-from lawful.store import db
+from lawful.store import aio, db
 
 EVENTS = ConsentEvent.__table__
 STATES = ConsentState.__table__
@@ -201,6 +202,40 @@ class Ledger:
         with engine.begin() as conn:
             return self._store(conn, subject, prepared, sealed)
 
+    async def record_async(self, subject: Subject, purpose: str, action: str,
+                           **context: Any) -> Recorded:
+        """`record` for the event loop (the HTTP API): on PostgreSQL, the same single
+        statement on an asyncio connection, with no thread hand-off; otherwise `record` in a
+        worker thread."""
+        pool = aio.pool()
+        if pool is None:
+            return await run_in_threadpool(partial(self.record, subject, purpose, action,
+                                                   **context))
+        prepared = self._prepare_event(subject, purpose, action, **context)
+        values, note, dnc = self._pg_values(subject, prepared,
+                                            encrypt(subject.value.encode()))
+        async with pool.connection() as conn:
+            event_id = (await (await conn.execute(
+                _PG_RECORD_DNC if dnc else _PG_RECORD, values)).fetchone() or (None,))[0]
+            if event_id is None:  # replayed: the stored event answers
+                stored = await (await conn.execute(_PG_REPLAYED, values)).fetchone()
+        if event_id is None:
+            assert stored is not None
+            return _replayed(stored, values)
+        return Recorded(event_id, values["purpose"], values["action"], values["version"],
+                        True, note)
+
+    def _prepare_event(self, subject: Subject, purpose: str, action: str, *,
+                       channel: str = Channel.api.value, version: int | None = None,
+                       language: str | None = None, shown_hash: str | None = None,
+                       site: str | None = None, audit_id: str | None = None,
+                       ip: str | None = None, user_agent: str | None = None,
+                       gpc: bool = False, client_event_id: str | None = None,
+                       actor: str = "subject") -> dict[str, Any]:
+        return self._prepare(subject, purpose, action, channel, version, language,
+                             shown_hash, site, audit_id, ip, user_agent, gpc,
+                             client_event_id, actor)
+
     def choices(self, subject: Subject, choices: dict[str, bool], **context: Any
                 ) -> list[Recorded]:
         """A banner's answer for several purposes at once, stored in one transaction. With
@@ -212,7 +247,7 @@ class Ledger:
         prepared = [self._prepare(
             subject, purpose, Action.granted.value if allowed else Action.denied.value,
             version=versions.get(purpose),
-            client_event_id=f"{base_id}:{purpose}"[:64] if base_id else None, **context)
+            client_event_id=_per_purpose(base_id, purpose) if base_id else None, **context)
             for purpose, allowed in sorted(choices.items())]
         sealed = encrypt(subject.value.encode())
         with db.engine().begin() as conn:
@@ -235,8 +270,9 @@ class Ledger:
         shown_version = shown_lang = shown_text = shown_digest = None
         if chosen in (Action.granted, Action.denied):
             current = purpose.current(self.now().date())
-            shown_version, shown_lang, shown_text = self.shown_text(purpose, version,
-                                                                    language)
+            # 'nl-BE' is shown the 'nl' text when there is no 'nl-BE' one: record that one.
+            shown_version, shown_lang, shown_text = self.shown_text(
+                purpose, version, _base(language, purpose))
             if chosen is Action.granted and current is not None and \
                     shown_version != current.version:
                 raise Conflict(f"text version {shown_version} of {purpose.id} is stale: "
@@ -258,19 +294,20 @@ class Ledger:
 
     def _store(self, conn: sa.Connection, subject: Subject, row: dict[str, Any],
                sealed: bytes) -> Recorded:
+        if conn.dialect.name == "postgresql":
+            return self._store_pg(conn, subject, row, sealed)
         note, marketing = row.pop("_note"), row.pop("_marketing")
         values = {**row, "subject_enc": sealed, "at": self.now()}
-        if conn.dialect.name == "postgresql":
-            return self._store_pg(conn, subject, values, note, marketing)
         insert = _insert(conn)(EVENTS).values(values)
         if row["client_event_id"] is not None:
             insert = insert.on_conflict_do_nothing(index_elements=["client_event_id"])
         event_id = conn.execute(insert.returning(EVENTS.c.id)).scalar()
         if event_id is None:  # replayed: the stored event answers
-            stored = conn.execute(sa.select(EVENTS.c.id, EVENTS.c.action, EVENTS.c.version,
-                                            EVENTS.c.purpose).where(
+            stored = conn.execute(sa.select(
+                EVENTS.c.id, EVENTS.c.purpose, EVENTS.c.action, EVENTS.c.version,
+                EVENTS.c.subject_hash).where(
                 EVENTS.c.client_event_id == row["client_event_id"])).one()
-            return Recorded(stored.id, stored.purpose, stored.action, stored.version, False)
+            return _replayed(stored, row)
         upsert = _insert(conn)(STATES).values(
             subject_hash=row["subject_hash"], purpose=row["purpose"], action=row["action"],
             version=row["version"], at=values["at"], event_id=event_id)
@@ -285,19 +322,27 @@ class Ledger:
                  f"{row['action']}:{row['channel']}", values["at"])
         return Recorded(event_id, row["purpose"], row["action"], row["version"], True, note)
 
-    def _store_pg(self, conn: sa.Connection, subject: Subject, values: dict[str, Any],
-                  note: str | None, marketing: bool) -> Recorded:
-        """The same writes as the generic path, as one statement (a data-modifying CTE): the
-        state and the do-not-contact entry are written only if the event was."""
+    def _pg_values(self, subject: Subject, row: dict[str, Any], sealed: bytes
+                   ) -> tuple[dict[str, Any], str | None, bool]:
+        """The parameters of _PG_RECORD(_DNC), the note for the caller, and whether the event
+        also puts the subject on the do-not-contact list."""
+        note, marketing = row.pop("_note"), row.pop("_marketing")
+        values = {**row, "subject_enc": sealed, "at": self.now()}
         dnc = values["action"] in (Action.withdrawn, Action.objected) and marketing
         if dnc:
             values["dnc_kind"] = subject.kind
             values["dnc_reason"] = f"{values['action']}:{values['channel']}"[:64]
+        return values, note, dnc
+
+    def _store_pg(self, conn: sa.Connection, subject: Subject, row: dict[str, Any],
+                  sealed: bytes) -> Recorded:
+        """The same writes as the generic path, as one statement (a data-modifying CTE): the
+        state and the do-not-contact entry are written only if the event was."""
+        values, note, dnc = self._pg_values(subject, row, sealed)
         event_id = conn.exec_driver_sql(_PG_RECORD_DNC if dnc else _PG_RECORD,
                                         values).scalar()
         if event_id is None:  # replayed: the stored event answers
-            stored = conn.exec_driver_sql(_PG_REPLAYED, values).one()
-            return Recorded(stored.id, stored.purpose, stored.action, stored.version, False)
+            return _replayed(conn.exec_driver_sql(_PG_REPLAYED, values).one(), values)
         return Recorded(event_id, values["purpose"], values["action"], values["version"],
                         True, note)
 
@@ -328,19 +373,32 @@ class Ledger:
 
     def state(self, subject: Subject) -> list[PurposeState]:
         with db.engine().connect() as conn:
-            rows = {r.purpose: r for r in conn.execute(sa.select(STATES).where(
-                STATES.c.subject_hash == subject.hash))}
+            rows = conn.execute(sa.select(STATES.c.purpose, STATES.c.action,
+                                          STATES.c.version, STATES.c.at).where(
+                STATES.c.subject_hash == subject.hash)).all()
+        return self._states(rows)
+
+    async def state_async(self, subject: Subject) -> list[PurposeState]:
+        """`state` for the event loop: an asyncio connection on PostgreSQL."""
+        pool = aio.pool()
+        if pool is None:
+            return await run_in_threadpool(self.state, subject)
+        async with pool.connection() as conn:
+            rows = await (await conn.execute(_PG_STATE, {"hash": subject.hash})).fetchall()
+        return self._states(rows)
+
+    def _states(self, found: Iterable[Any]) -> list[PurposeState]:
+        rows = {r[0]: r for r in found}  # purpose, action, version, at
         today = self.now().date()
         out = []
         for p in self.manifest.consent_purposes:
             current = p.current(today)
             r = rows.get(p.id)
             out.append(PurposeState(
-                p.id, r.action if r else "none", r.version if r else None,
+                p.id, r[1] if r else "none", r[2] if r else None,
                 current.version if current else None,
-                bool(r and r.action == Action.granted and current and
-                     r.version != current.version),
-                r.at if r else None))
+                bool(r and r[1] == Action.granted and current and r[2] != current.version),
+                r[3] if r else None))
         return out
 
     def history(self, subject: Subject) -> list[dict[str, Any]]:
@@ -396,8 +454,28 @@ _PG_RECORD_DNC = _PG_RECORD_BASE.format(dnc=f""", dnc AS (
   SELECT subject_hash, purpose, %(dnc_kind)s, %(dnc_reason)s, at FROM ev
   ON CONFLICT (hash, scope) DO NOTHING
 )""")
-_PG_REPLAYED = (f"SELECT id, purpose, action, version FROM {EVENTS.name} "
+_PG_STATE = (f"SELECT purpose, action, version, at FROM {STATES.name} "
+             "WHERE subject_hash = %(hash)s")
+_PG_REPLAYED = (f"SELECT id, purpose, action, version, subject_hash FROM {EVENTS.name} "
                 "WHERE client_event_id = %(client_event_id)s")
+
+
+def _replayed(stored: Any, values: dict[str, Any]) -> Recorded:
+    """The stored event answers a replay, if it is the same person's event for the same
+    purpose; an id reused for anything else is the client's mistake, and nobody learns
+    another person's event through it."""
+    if stored[4] != values["subject_hash"] or stored[1] != values["purpose"]:
+        raise Conflict("client_event_id is already used by another event: give each event "
+                       "its own id")
+    return Recorded(stored[0], stored[1], stored[2], stored[3], False)
+
+
+def _per_purpose(base_id: str, purpose: str) -> str:
+    """One client event id per purpose of a banner answer, unique even for long ids."""
+    digest = hashlib.sha256(purpose.encode()).hexdigest()[:12]
+    combined = f"{base_id}:{digest}"
+    return combined if len(combined) <= 64 else \
+        hashlib.sha256(f"{base_id}:{purpose}".encode()).hexdigest()
 
 
 def _insert(conn: sa.Connection) -> Callable[[sa.Table], Any]:

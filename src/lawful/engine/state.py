@@ -73,7 +73,7 @@ def store_url() -> str:
 def store() -> sa.Engine:
     url = store_url()
     if url not in _ENGINES:
-        engine = sa.create_engine(url)
+        engine = sa.create_engine(url, **_pool(url))
         if engine.dialect.name == "sqlite":
             # WAL with NORMAL sync survives a killed process (what the journal is for) without
             # an fsync per small commit.
@@ -81,6 +81,16 @@ def store() -> sa.Engine:
         metadata.create_all(engine)
         _ENGINES[url] = engine
     return _ENGINES[url]
+
+
+def _pool(url: str) -> dict[str, int]:
+    """A server store's pool, per process: LAWFUL_DB_POOL_SIZE connections kept open (10 by
+    default), LAWFUL_DB_MAX_OVERFLOW more opened under a burst and closed after it (20). A
+    pool smaller than the requests in flight opens and closes a connection per request."""
+    if sa.engine.make_url(url).get_backend_name() == "sqlite":
+        return {}
+    return {"pool_size": int(os.environ.get("LAWFUL_DB_POOL_SIZE", "10")),
+            "max_overflow": int(os.environ.get("LAWFUL_DB_MAX_OVERFLOW", "20"))}
 
 
 def _sqlite_wal(dbapi_conn: Any, _record: Any) -> None:

@@ -39,11 +39,7 @@ def run(service: Service, request_id: str) -> str:
     except Exception as exc:
         # Whatever went wrong, the request records it and can be executed again; otherwise
         # it would stay in progress with no error, which `Service.execute` cannot restart.
-        with db.transaction() as s:
-            row = s.get(Request, request_id)
-            assert row is not None
-            row.error = _why(exc)[:2000]
-            audit.append(s, "lawful", "request.failed", request_id, error=row.error)
+        record_failure(request_id, exc)
         return Status.in_progress.value
     link = None
     with db.transaction() as s:
@@ -76,10 +72,23 @@ def run(service: Service, request_id: str) -> str:
     return status
 
 
+def record_failure(request_id: str, exc: Exception) -> None:
+    """The request records why it could not be executed (also used by the worker's task when
+    it fails before or around `run`: the manifest cannot be loaded, the store is away)."""
+    with db.transaction() as s:
+        row = s.get(Request, request_id)
+        if row is None or row.status != Status.in_progress.value:
+            return
+        row.error = _why(exc)[:2000]
+        audit.append(s, "lawful", "request.failed", request_id, error=row.error)
+
+
 def _why(exc: Exception) -> str:
     """The error as the request records it: our own errors say what to fix; anything else
     gives its class and the driver's first line, never a statement's parameters (values)."""
-    if isinstance(exc, EngineError | SecretKeyError | OSError):
+    from lawful.manifest.errors import ManifestError
+
+    if isinstance(exc, EngineError | SecretKeyError | OSError | ManifestError):
         return str(exc)
     if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None:
         return f"unexpected database error: {statement_error(exc.orig)}"
