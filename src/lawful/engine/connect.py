@@ -70,10 +70,16 @@ class Connections:
         return self.engine(system).dialect.name
 
     def connection(self, system: str) -> Connection:
+        """The system's reading connection. On PostgreSQL it runs in autocommit: each read is
+        its own statement-level snapshot (as in a READ COMMITTED transaction), without the
+        BEGIN and ROLLBACK round trips. Writes always use a transaction of their own."""
         if system not in self._open:
             engine = self.engine(system)
             try:
-                self._open[system] = engine.connect()
+                conn = engine.connect()
+                if engine.dialect.name == "postgresql":
+                    conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                self._open[system] = conn
             except sa.exc.DBAPIError as exc:
                 raise EngineError(
                     f"system {system!r} ({safe_url(engine)}) cannot be reached: "
@@ -81,9 +87,11 @@ class Connections:
         return self._open[system]
 
     def ping_all(self) -> None:
-        """Open every database before anything is written, so a down one changes nothing."""
+        """Open every database before anything is written, so a down one changes nothing.
+        A new connection proves the database is up; a pooled one is pinged on checkout
+        (pool_pre_ping), so no further statement is needed."""
         for system in self.urls:
-            self.connection(system).execute(sa.text("SELECT 1"))
+            self.connection(system)
 
     def execute(self, conn: Connection, tp: TablePlan, stmt: sa.Executable,
                 params: dict[str, Any] | None = None) -> sa.CursorResult[Any]:

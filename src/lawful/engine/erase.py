@@ -81,7 +81,10 @@ class EraseResult:
         return out
 
 
-def _json_key(pk: Pk) -> str:
+def _json_key(pk: Pk | list[Any]) -> str:
+    """The key of a row in the journal: its primary key as JSON."""
+    if len(pk) == 1 and type(pk[0]) is int:
+        return f"[{pk[0]}]"  # what json.dumps gives, without its cost
     return json.dumps(list(pk), default=str)
 
 
@@ -257,10 +260,22 @@ class Eraser:
     def _apply_one(self, run_id: str, system: str, todo: dict[str, Any]) -> int:
         """One database: its writes and its marker row in one transaction."""
         engine = self.conns.engine(system)
-        _ensure_marker(engine)  # DDL outside the transaction (MySQL would commit it)
+        try:
+            return self._apply_marked(run_id, system, todo, engine)
+        except _NoMarkerTable:
+            # The first run on this database (or it was recreated): make the marker table,
+            # DDL outside the transaction (MySQL would commit it), and start again.
+            _ensure_marker(engine)
+            return self._apply_marked(run_id, system, todo, engine)
+
+    def _apply_marked(self, run_id: str, system: str, todo: dict[str, Any],
+                      engine: sa.Engine) -> int:
         with engine.begin() as conn:
-            done = conn.execute(sa.select(marker.c.run_id).where(
-                marker.c.run_id == run_id, marker.c.system == system)).first()
+            try:
+                done = conn.execute(sa.select(marker.c.run_id).where(
+                    marker.c.run_id == run_id, marker.c.system == system)).first()
+            except sa.exc.DBAPIError:
+                raise _NoMarkerTable from None  # the transaction rolls back, nothing written
             if done is not None:
                 state.record_step(run_id, system, {"skipped": "already committed"})
                 return 0
@@ -296,10 +311,8 @@ class Eraser:
             if key.system != system or key.table not in todo:
                 continue
             tp = self.plan.tables[key]
-            pks = todo[key.table]["delete"]
-            tc = table_clause(tp)
-            for start in range(0, len(pks), CHUNK):
-                writes.append((tp, sa.delete(tc).where(_pk_in(tc, tp, pks[start:start + CHUNK]))))
+            writes.extend((tp, sql) for sql in _by_pk(
+                conn.dialect, tp, "DELETE", todo[key.table]["delete"]))
         return writes
 
     def _execute(self, conn: sa.Connection, writes: list[Write]) -> None:
@@ -338,12 +351,12 @@ class Eraser:
         """PostgreSQL: one UPDATE joined to the new values (unnest of arrays), linear in rows
         whatever their number, where a CASE would compare every row with every branch."""
         quote = conn.dialect.identifier_preparer.quote
-        keys = [json.dumps(pk, default=str) for pk in group["pks"]]
+        keys = [_json_key(pk) for pk in group["pks"]]
         params: dict[str, Any] = {"pk": [pk[0] for pk in group["pks"]]}
         sets, columns, arrays = [], ["pk"], ["%(pk)s"]
         for i, name in enumerate(group["fields"]):
             values = [group["values"][name].get(key) for key in keys]
-            if len({json.dumps(v) for v in values}) == 1:
+            if _same(values):
                 params[f"c{i}"] = values[0]
                 sets.append(f"{quote(name)} = %(c{i})s")
             else:
@@ -369,7 +382,18 @@ class Eraser:
         return sa.case(*whens, else_=tc.c[name])
 
 
-Write = tuple[TablePlan | None, "sa.Executable | tuple[str, dict[str, Any]]"]
+Write = tuple[TablePlan | None, "sa.Executable | tuple[str, Any]"]
+
+
+class _NoMarkerTable(Exception):
+    """The marker table could not be read: create it, then apply again."""
+
+
+def _same(values: list[Any]) -> bool:
+    """Whether every value is the same one (as JSON would tell: 1 is not True or "1")."""
+    first = values[0]
+    kind = type(first)
+    return all(type(v) is kind and v == first for v in values)
 
 
 def _ensure_marker(engine: sa.Engine) -> None:
@@ -399,18 +423,12 @@ def _reread(plan: Plan, conns: Connections, actions: dict[str, Any]) -> list[str
         checks: list[tuple[str, TablePlan, dict[str, Any] | None]] = []
         for table, action in tables.items():
             tp = plan.tables[TableKey(system, table)]
-            tc = table_clause(tp)
-            pks = action["delete"]
-            for start in range(0, len(pks), CHUNK):
-                stmt = sa.select(*(tc.c[c] for c in tp.pk)).where(
-                    _pk_in(tc, tp, pks[start:start + CHUNK]))
-                queries.append((tp, *_driver_sql(conn.dialect, stmt)))
+            for sql in _by_pk(conn.dialect, tp, "SELECT KEYS", action["delete"]):
+                queries.append((tp, *sql))
                 checks.append(("deleted", tp, None))
             for group in action["update"]:
-                for start in range(0, len(group["pks"]), CHUNK):
-                    stmt = sa.select(*(tc.c[c] for c in tp.columns)).where(
-                        _pk_in(tc, tp, group["pks"][start:start + CHUNK]))
-                    queries.append((tp, *_driver_sql(conn.dialect, stmt)))
+                for sql in _by_pk(conn.dialect, tp, "SELECT", group["pks"]):
+                    queries.append((tp, *sql))
                     checks.append(("updated", tp, group))
         for (kind, tp, group), result in zip(checks, conns.fetch_all(conn, queries),
                                              strict=True):
@@ -419,12 +437,59 @@ def _reread(plan: Plan, conns: Connections, actions: dict[str, Any]) -> list[str
                 problems.append(f"{where}: {len(result)} row(s) not deleted")
             for values in result if group is not None else []:
                 row = dict(zip(tp.columns, values, strict=True))
-                key = json.dumps([row[c] for c in tp.pk], default=str)
+                key = _json_key([row[c] for c in tp.pk])
                 wrong = [name for name in group["fields"]
                          if row[name] != group["values"][name].get(key)]
                 if wrong:
                     problems.append(f"{where}: row {key} still holds {', '.join(wrong)}")
     return problems
+
+
+_PK_SQL: dict[tuple[Any, ...], tuple[str, tuple[str, ...] | None]] = {}
+
+
+def _by_pk(dialect: sa.Dialect, tp: TablePlan, verb: str, pks: list[list[Any]]
+           ) -> list[tuple[str, Any]]:
+    """Statements on rows given by primary key (verb: DELETE, SELECT for the plan's columns,
+    SELECT KEYS for the key only), as driver SQL and parameters. On PostgreSQL, integer keys
+    go in one array parameter: one statement whatever the number of rows. Elsewhere, chunked
+    IN lists padded to a power of two, so each shape is compiled once per process."""
+    if not pks:
+        return []
+    if dialect.name == "postgresql" and len(tp.pk) == 1 and all(
+            type(pk[0]) is int for pk in pks):
+        quote = dialect.identifier_preparer.quote
+        what = {"DELETE": "DELETE", "SELECT KEYS": f"SELECT {quote(tp.pk[0])}",
+                "SELECT": "SELECT " + ", ".join(quote(c) for c in tp.columns)}[verb]
+        return [(f"{what} FROM {quote(tp.key.table)} "
+                 f"WHERE {quote(tp.pk[0])} = ANY(%(pk)s)", {"pk": [pk[0] for pk in pks]})]
+    tc = table_clause(tp)
+    out: list[tuple[str, Any]] = []
+    for start in range(0, len(pks), CHUNK):
+        chunk = pks[start:start + CHUNK]
+        if len(tp.pk) != 1:
+            stmt: Any = sa.delete(tc) if verb == "DELETE" else sa.select(*(
+                tc.c[c] for c in (tp.pk if verb == "SELECT KEYS" else tp.columns)))
+            out.append(_driver_sql(dialect, stmt.where(_pk_in(tc, tp, chunk))))
+            continue
+        size = 1
+        while size < len(chunk):
+            size *= 2
+        shape = (tp.key.table, tp.pk, tp.columns, verb, size, dialect.name)
+        if shape not in _PK_SQL:
+            names = [sa.bindparam(f"k{i}") for i in range(size)]
+            where = tc.c[tp.pk[0]].in_(names)
+            stmt = sa.delete(tc) if verb == "DELETE" else sa.select(*(
+                tc.c[c] for c in (tp.pk if verb == "SELECT KEYS" else tp.columns)))
+            compiled = stmt.where(where).compile(dialect=dialect)
+            _PK_SQL[shape] = (compiled.string,
+                              tuple(compiled.positiontup) if compiled.positional else None)
+        sql, order = _PK_SQL[shape]
+        values = [pk[0] for pk in chunk]
+        values += [values[-1]] * (size - len(values))  # IN ignores the repeats
+        params = {f"k{i}": v for i, v in enumerate(values)}
+        out.append((sql, tuple(params[n] for n in order) if order else params))
+    return out
 
 
 def _pk_in(tc: sa.TableClause, tp: TablePlan, pks: list[list[Any]]) -> sa.ColumnElement[bool]:
@@ -489,9 +554,9 @@ def erase(plan: Plan, identities: Identities, *, dry_run: bool = False, persons:
         result.statements += eraser.apply(run_id, actions)
         result.leftovers = verify(plan, conns, known, actions, eraser.today)
         result.verified = not result.leftovers
-        result.suppressed = state.suppress(known, "erasure")
-        state.close_run(run_id, {"tables": [t.__dict__ for t in tables],
-                                 "verified": result.verified})
+        result.suppressed = state.suppress_and_close(
+            known, "erasure", run_id, {"tables": [t.__dict__ for t in tables],
+                                       "verified": result.verified})
     result.seconds = time.perf_counter() - started
     return result
 

@@ -37,6 +37,8 @@ def sqlite_forms(lowered: str) -> set[str]:
     "jörg@x". Query the fully lower-cased form and the one with non-ASCII letters upper-cased,
     which covers addresses typed in one case. (Mixed-case non-ASCII letters need an index on a
     column stored lower-cased: declare match: exact.)"""
+    if lowered.isascii():
+        return {lowered}  # nothing for lower() to miss
     return {lowered, "".join(c if c.isascii() else c.upper() for c in lowered)}
 
 
@@ -105,6 +107,9 @@ class Searcher:
         self.conns = conns
         # Statements are built once per plan: a request only binds values.
         self._statements = plan.statements
+        # Per table, computed once: the columns whose values lead to more rows.
+        self._links = {key: sorted(self._link_columns(tp)) for key, tp in plan.tables.items()}
+        self._normal: dict[tuple[Identity, str], str | None] = {}  # this search's, then gone
 
     def find(self, given: Identities) -> Found:
         found = Found(given={k: set(v) for k, v in given.values.items()})
@@ -129,9 +134,8 @@ class Searcher:
             results = iter(self._run([q for _, _, queries in work for q in queries], found))
             for tp, conditions, queries in work:
                 for _ in queries:
-                    for row in next(results):
-                        self._take(tp, dict(zip(tp.columns, row, strict=True)), conditions,
-                                   found, seen_vals, next_ids, next_vals)
+                    self._take_all(tp, next(results), conditions, found, seen_vals, next_ids,
+                                   next_vals)
             new_ids, new_vals = next_ids, {k: v for k, v in next_vals.items() if v}
         return found
 
@@ -226,6 +230,20 @@ class Searcher:
             cached = self._statements[shape] = (compiled.string, order)
         return cached
 
+    def _take_all(self, tp: TablePlan, results: list[tuple[Any, ...]],
+                  conditions: list[_Condition], found: Found,
+                  seen_vals: dict[tuple[TableKey, str, bool], set[Any]], next_ids: Identities,
+                  next_vals: dict[tuple[TableKey, str, bool], set[Any]]) -> None:
+        """_take for every row of one statement, with what is per table looked up once."""
+        columns, rows, weak = tp.columns, found.rows[tp.key], found.weak[tp.key]
+        at = [columns.index(c) for c in tp.pk]
+        for values in results:
+            pk = tuple(values[i] for i in at)
+            if pk in rows and pk not in weak:
+                continue  # already known strongly: nothing new can come of it
+            self._take(tp, dict(zip(columns, values, strict=True)), conditions, found,
+                       seen_vals, next_ids, next_vals)
+
     def _take(self, tp: TablePlan, row: Row, conditions: list[_Condition], found: Found,
               seen_vals: dict[tuple[TableKey, str, bool], set[Any]], next_ids: Identities,
               next_vals: dict[tuple[TableKey, str, bool], set[Any]]) -> None:
@@ -250,7 +268,7 @@ class Searcher:
             self._harvest(tp.identity_fields, row, found, next_ids)
         else:
             found.weak[tp.key].add(pk)
-        for column in self._link_columns(tp):
+        for column in self._links[tp.key]:
             value = row.get(column)
             if value is not None and value not in seen_vals[(tp.key, column, strong)]:
                 seen_vals[(tp.key, column, strong)].add(value)
@@ -275,14 +293,28 @@ class Searcher:
 
     def _harvest(self, fields: list[FieldPlan], row: Row, found: Found,
                  next_ids: Identities) -> None:
+        known = found.identities.values
         for f in fields:
             value = row.get(f.name)
             kind = f.decl.identity
-            if not isinstance(value, str) or kind is None or f.holds_erased(value):
+            if not isinstance(value, str) or kind is None:
+                continue
+            if value in known.get(kind, ()):
+                continue  # stored as already known (normalising is idempotent): nothing new
+            if f.holds_erased(value):
                 continue  # an erased value (a pseudonym, a mask) identifies nobody
-            try:
-                normal = normalise(kind, value, self.plan.region)
-            except IdentityError:
+            normal = self._normalised(kind, value)
+            if normal is None:
                 continue  # an erased or malformed value identifies nobody
             if found.identities.add(kind, normal):
                 next_ids.add(kind, normal)
+
+    def _normalised(self, kind: Identity, value: str) -> str | None:
+        """normalise(), remembered for this search only (parsing a phone number is slow)."""
+        key = (kind, value)
+        if key not in self._normal:
+            try:
+                self._normal[key] = normalise(kind, value, self.plan.region)
+            except IdentityError:
+                self._normal[key] = None
+        return self._normal[key]

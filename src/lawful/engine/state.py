@@ -66,8 +66,10 @@ def store_url() -> str:
     if url:
         return url
     path = state_dir() / "lawful.db"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path}"
+    url = f"sqlite:///{path}"
+    if url not in _ENGINES:  # made when its engine was
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return url
 
 
 def store() -> sa.Engine:
@@ -141,25 +143,43 @@ def record_step(run_id: str, system: str, detail: dict[str, Any]) -> None:
 def close_run(run_id: str, summary: dict[str, Any]) -> None:
     """Mark done and drop the encrypted plan: the values it held are erased now."""
     with store().begin() as conn:
-        conn.execute(runs.update().where(runs.c.id == run_id).values(
-            status="done", payload=None, summary=json.dumps(summary, default=str),
-            finished_at=now()))
+        _close(conn, run_id, summary)
+
+
+def _close(conn: sa.Connection, run_id: str, summary: dict[str, Any]) -> None:
+    conn.execute(runs.update().where(runs.c.id == run_id).values(
+        status="done", payload=None, summary=json.dumps(summary, default=str),
+        finished_at=now()))
+
+
+def suppress_and_close(identities: Identities, reason: str, run_id: str,
+                       summary: dict[str, Any]) -> int:
+    """suppress() and close_run() in one transaction of the store: both or neither."""
+    with store().begin() as conn:
+        added = _suppress(conn, identities, reason)
+        _close(conn, run_id, summary)
+    return added
 
 
 def suppress(identities: Identities, reason: str) -> int:
     """Remember erased identities as keyed hashes, so a later import does not re-contact."""
-    pairs = dict(identity_hashes(identities))
     with store().begin() as conn:
-        digests = list(pairs)
-        for start in range(0, len(digests), 1000):
-            chunk = digests[start:start + 1000]
-            for row in conn.execute(sa.select(suppression.c.hash).where(
-                    suppression.c.hash.in_(chunk))):
-                pairs.pop(row.hash, None)
-        if pairs:
-            conn.execute(suppression.insert(), [
-                {"hash": d, "kind": k, "reason": reason, "added_at": now()}
-                for d, k in pairs.items()])
+        return _suppress(conn, identities, reason)
+
+
+def _suppress(conn: sa.Connection, identities: Identities, reason: str) -> int:
+    pairs = dict(identity_hashes(identities))
+    digests = list(pairs)
+    for start in range(0, len(digests), 1000):
+        chunk = digests[start:start + 1000]
+        for row in conn.execute(sa.select(suppression.c.hash).where(
+                suppression.c.hash.in_(chunk))):
+            pairs.pop(row.hash, None)
+    if pairs:
+        added = now()
+        conn.execute(suppression.insert(), [
+            {"hash": d, "kind": k, "reason": reason, "added_at": added}
+            for d, k in pairs.items()])
     return len(pairs)
 
 
