@@ -140,11 +140,11 @@ class TablePlan:
     hold: Hold | None
     columns: tuple[str, ...] = ()
 
-    @property
+    @cached_property
     def identity_fields(self) -> list[FieldPlan]:
         return [f for f in self.fields if f.decl.identity is not None]
 
-    @property
+    @cached_property
     def personal_fields(self) -> list[FieldPlan]:
         return [f for f in self.fields if f.decl.category is not None]
 

@@ -67,7 +67,9 @@ class _Condition:
     kind: Identity | None = None  # set when the condition is an identity column
 
     def matches(self, row: Row) -> bool:
-        value = row.get(self.column)
+        return self.matches_value(row.get(self.column))
+
+    def matches_value(self, value: Any) -> bool:
         if value is None:
             return False
         if self.casefold and isinstance(value, str):
@@ -234,15 +236,42 @@ class Searcher:
                   conditions: list[_Condition], found: Found,
                   seen_vals: dict[tuple[TableKey, str, bool], set[Any]], next_ids: Identities,
                   next_vals: dict[tuple[TableKey, str, bool], set[Any]]) -> None:
-        """_take for every row of one statement, with what is per table looked up once."""
-        columns, rows, weak = tp.columns, found.rows[tp.key], found.weak[tp.key]
+        """_take for every row of one statement, the common case inline: what is per table
+        (positions, the sets a row's link values go to) is looked up once, not per row."""
+        key, columns = tp.key, tp.columns
+        rows, weak = found.rows[key], found.weak[key]
         at = [columns.index(c) for c in tp.pk]
+        one = at[0] if len(at) == 1 else None
+        tests = [(columns.index(c.column), c) for c in conditions]
+        links = {strong: [(columns.index(c), seen_vals[(key, c, strong)],
+                           next_vals[(key, c, strong)]) for c in self._links[key]]
+                 for strong in (True, False)}
+        identity = tp.identity_fields
         for values in results:
-            pk = tuple(values[i] for i in at)
-            if pk in rows and pk not in weak:
+            pk = (values[one],) if one is not None else tuple(values[i] for i in at)
+            known = pk in rows
+            if known and pk not in weak:
                 continue  # already known strongly: nothing new can come of it
-            self._take(tp, dict(zip(columns, values, strict=True)), conditions, found,
-                       seen_vals, next_ids, next_vals)
+            strong = False
+            for i, c in tests:
+                if c.strong and c.matches_value(values[i]):
+                    strong = True
+                    break
+            if not strong:
+                # Weak only, or matched by nothing (a collation's match): the careful path.
+                self._take(tp, dict(zip(columns, values, strict=True)), conditions, found,
+                           seen_vals, next_ids, next_vals)
+                continue
+            row = dict(zip(columns, values, strict=True))
+            rows[pk] = row
+            if known:
+                weak.discard(pk)
+            self._harvest(identity, row, found, next_ids)
+            for i, seen, fresh in links[True]:
+                value = values[i]
+                if value is not None and value not in seen:
+                    seen.add(value)
+                    fresh.add(value)
 
     def _take(self, tp: TablePlan, row: Row, conditions: list[_Condition], found: Found,
               seen_vals: dict[tuple[TableKey, str, bool], set[Any]], next_ids: Identities,
