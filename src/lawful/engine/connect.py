@@ -123,6 +123,13 @@ class Connections:
                   ) -> list[list[tuple[Any, ...]]]:
         """Run compiled SQL on the driver's own cursor (the search's hot path). On PostgreSQL
         the statements go out in one pipeline: one wait for the round, not one per table."""
+        return list(self.fetch_each(conn, queries))
+
+    def fetch_each(self, conn: Connection, queries: list[tuple[TablePlan, str, Any]]
+                   ) -> Iterator[list[tuple[Any, ...]]]:
+        """fetch_all() one result at a time, in the order of `queries`. On PostgreSQL every
+        statement is sent first (one pipeline), and each result is handed over as it arrives:
+        the caller works on the rows of one table while the server reads the next."""
         raw: Any = conn.connection.dbapi_connection
         cursors = [raw.cursor() for _ in queries]
         current = queries[0][0] if queries else None
@@ -132,11 +139,14 @@ class Connections:
                     for cursor, (tp, sql, params) in zip(cursors, queries, strict=True):
                         current = tp
                         cursor.execute(sql, params)
+                    for cursor, (tp, _, _) in zip(cursors, queries, strict=True):
+                        current = tp
+                        yield list(cursor.fetchall())
             else:
                 for cursor, (tp, sql, params) in zip(cursors, queries, strict=True):
                     current = tp
                     cursor.execute(sql, params)
-            return [list(cursor.fetchall()) for cursor in cursors]
+                    yield list(cursor.fetchall())
         except conn.dialect.dbapi.Error as exc:  # type: ignore[union-attr]
             # The failed statement may have poisoned the driver's transaction: clear it
             # before asking the database what it has.

@@ -28,10 +28,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.schema import CreateTable
 
-from lawful.engine import state
+from lawful.engine import clock, state
 from lawful.engine.connect import Connections, EngineError, safe_url, statement_error
 from lawful.engine.identities import WEAK, Identities, IdentityError, normalise
-from lawful.engine.plan import FieldPlan, Plan, TableKey, TablePlan
+from lawful.engine.plan import FieldPlan, Hold, Plan, TableKey, TablePlan
 from lawful.engine.search import CHUNK, Found, Pk, Row, Searcher, table_clause
 from lawful.keys import keyed_hash
 from lawful.manifest.model import Identity, Strategy
@@ -120,6 +120,7 @@ class Eraser:
         self.plan = plan
         self.conns = conns
         self.today = today or dt.date.today()
+        self._ends: dict[tuple[Any, ...], tuple[dt.date | None, Any]] = {}
 
     # --- deciding ---------------------------------------------------------------------------
 
@@ -162,7 +163,7 @@ class Eraser:
         open_ended = False
         rules: dict[str, str | None] = {}
         for pk, row in rows.items():
-            until, rule = tp.hold.until(row, self.plan.year_end)
+            until, rule = self.hold_until(tp.hold, row)
             if until is not None and until < self.today:
                 live.append(pk)  # every hold has ended: erase as usual
                 continue
@@ -235,10 +236,17 @@ class Eraser:
         result.kept_fields = sorted(kept)
         return list(groups.values())
 
+    def hold_until(self, hold: Hold, row: Row) -> tuple[dt.date | None, Any]:
+        """hold.until(row), remembered by the dates it depends on (rows share days)."""
+        key = (id(hold), *(clock.as_date(row.get(c)) if c else None for _, c in hold.clocks))
+        if key not in self._ends:
+            self._ends[key] = hold.until(row, self.plan.year_end)
+        return self._ends[key]
+
     def field_held(self, f: FieldPlan, row: Row) -> bool:
         if f.hold is None:
             return False
-        until, _ = f.hold.until(row, self.plan.year_end)
+        until, _ = self.hold_until(f.hold, row)
         return until is None or until >= self.today
 
     # --- applying ---------------------------------------------------------------------------
@@ -455,9 +463,21 @@ def _driver_sql(dialect: sa.Dialect, write: Any) -> tuple[str, Any]:
     return compiled.string, params
 
 
-def _reread(plan: Plan, conns: Connections, actions: dict[str, Any]) -> list[str]:
-    """Read back every planned row by primary key, one pipeline per database."""
+def _reread(plan: Plan, conns: Connections, actions: dict[str, Any],
+            read: dict[TableKey, dict[Pk, Row]] | None = None) -> list[str]:
+    """Read back every planned row by primary key, one pipeline per database. Changed rows in
+    `read` (rows the second search has just read, after the commit) are checked as read there
+    rather than read a second time; deleted rows are always asked for by key."""
     problems: list[str] = []
+    read = read or {}
+
+    def check(tp: TablePlan, group: dict[str, Any], row: Row) -> None:
+        key = _json_key([row[c] for c in tp.pk])
+        wrong = [name for name in group["fields"]
+                 if row[name] != group["values"][name].get(key)]
+        if wrong:
+            problems.append(f"{tp.key}: row {key} still holds {', '.join(wrong)}")
+
     for system, tables in actions.items():
         conn = conns.connection(system)
         queries: list[tuple[TablePlan, str, Any]] = []
@@ -467,22 +487,24 @@ def _reread(plan: Plan, conns: Connections, actions: dict[str, Any]) -> list[str
             for sql in _by_pk(conn.dialect, tp, "SELECT KEYS", action["delete"]):
                 queries.append((tp, *sql))
                 checks.append(("deleted", tp, None))
+            seen = read.get(tp.key, {})
             for group in action["update"]:
-                for sql in _by_pk(conn.dialect, tp, "SELECT", group["pks"]):
+                unread = []
+                for pk in group["pks"]:
+                    row = seen.get(tuple(pk))
+                    if row is None:
+                        unread.append(pk)
+                    else:
+                        check(tp, group, row)
+                for sql in _by_pk(conn.dialect, tp, "SELECT", unread):
                     queries.append((tp, *sql))
                     checks.append(("updated", tp, group))
-        for (kind, tp, group), result in zip(checks, conns.fetch_all(conn, queries),
+        for (kind, tp, group), result in zip(checks, conns.fetch_each(conn, queries),
                                              strict=True):
-            where = f"{tp.key.system}.{tp.key.table}"
             if kind == "deleted" and result:
-                problems.append(f"{where}: {len(result)} row(s) not deleted")
+                problems.append(f"{tp.key}: {len(result)} row(s) not deleted")
             for values in result if group is not None else []:
-                row = dict(zip(tp.columns, values, strict=True))
-                key = _json_key([row[c] for c in tp.pk])
-                wrong = [name for name in group["fields"]
-                         if row[name] != group["values"][name].get(key)]
-                if wrong:
-                    problems.append(f"{where}: row {key} still holds {', '.join(wrong)}")
+                check(tp, group, dict(zip(tp.columns, values, strict=True)))
     return problems
 
 
@@ -517,6 +539,13 @@ def _by_pk(dialect: sa.Dialect, tp: TablePlan, verb: str, pks: list[list[Any]]
         while size < len(chunk):
             size *= 2
         shape = (tp.key.table, tp.pk, tp.columns, verb, size, dialect.name)
+        if shape not in _PK_SQL and dialect.name == "sqlite":
+            # Plain text, as the search writes it for SQLite: no compiler for 2,000 parameters.
+            quote = dialect.identifier_preparer.quote
+            what = {"DELETE": "DELETE", "SELECT KEYS": f"SELECT {quote(tp.pk[0])}",
+                    "SELECT": "SELECT " + ", ".join(quote(c) for c in tp.columns)}[verb]
+            _PK_SQL[shape] = (f"{what} FROM {quote(tp.key.table)} WHERE {quote(tp.pk[0])} "
+                              f"IN ({', '.join('?' * size)})", tuple(f"k{i}" for i in range(size)))
         if shape not in _PK_SQL:
             names = [sa.bindparam(f"k{i}") for i in range(size)]
             where = tc.c[tp.pk[0]].in_(names)
@@ -604,16 +633,18 @@ def erase(plan: Plan, identities: Identities, *, dry_run: bool = False, persons:
 
 def verify(plan: Plan, conns: Connections, identities: Identities, actions: dict[str, Any],
            today: dt.date) -> list[str]:
-    """Proof, twice over. (1) Every row the run planned to change is read again by primary key:
-    deleted rows must be gone and changed fields must hold what was written (rows the search
-    can no longer reach, once the identity leading to them is a pseudonym, are checked here).
-    (2) The search runs again with every identity the person had: a row still reachable must
-    hold no erasable value outside a legal hold."""
-    problems = _reread(plan, conns, actions)
+    """Proof, twice over. (1) The search runs again with every identity the person had: a row
+    still reachable must hold no erasable value outside a legal hold. (2) Every row the run
+    planned to change is read again after the commit: deleted rows, by primary key, must be
+    gone, and changed fields must hold what was written (changed rows the search read are
+    checked as it read them; the others, those it can no longer reach once the identity leading
+    to them is a pseudonym, are read by primary key)."""
     # Weak identities found on the person's rows were never theirs alone: search with the
     # strong ones (the weak ones are found again on the person's own rows).
     strong = Identities({k: set(v) for k, v in identities.values.items() if k not in WEAK})
     again = Searcher(plan, conns).find(strong)
+    # After the search: the changed rows it read are not read a second time.
+    problems = _reread(plan, conns, actions, again.rows)
     eraser = Eraser(plan, conns, today)
     for key, rows in again.rows.items():
         tp = plan.tables[key]
