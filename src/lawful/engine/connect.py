@@ -188,6 +188,14 @@ class Connections:
             conn.close()
         self._open.clear()
 
+    def release(self) -> None:
+        """Before writing elsewhere: close the connections that may hold a transaction (its
+        snapshot would hide the writes from the verification, its locks could block them).
+        PostgreSQL's autocommit readers hold neither and stay open for the verification."""
+        for system in [s for s, c in self._open.items()
+                       if c.get_execution_options().get("isolation_level") != "AUTOCOMMIT"]:
+            self._open.pop(system).close()
+
     @contextmanager
     def session(self) -> Iterator[Connections]:
         try:

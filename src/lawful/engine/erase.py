@@ -196,13 +196,23 @@ class Eraser:
             gone = deleting.get(edge.child, set())
             conn = self.conns.connection(edge.child.system)
             referenced: set[Any] = set()
-            for start in range(0, len(values), CHUNK):
-                chunk = sorted(values, key=str)[start:start + CHUNK]
-                stmt = sa.select(*cols).where(tc.c[edge.child_col].in_(chunk))
-                for row in self.conns.execute(conn, child, stmt):
-                    pk = tuple(row[:len(child.pk)])
-                    if pk not in gone:
-                        referenced.add(row[-1])
+            if conn.dialect.name == "postgresql" and all(type(v) is int for v in values):
+                # One statement, the values in one array (as the search does).
+                quote = conn.dialect.identifier_preparer.quote
+                sql = (f"SELECT {', '.join(quote(c) for c in (*child.pk, edge.child_col))} "
+                       f"FROM {quote(child.key.table)} "
+                       f"WHERE {quote(edge.child_col)} = ANY(%(v)s)")
+                results = self.conns.fetch_all(conn, [(child, sql, {"v": list(values)})])[0]
+            else:
+                results = []
+                for start in range(0, len(values), CHUNK):
+                    chunk = sorted(values, key=str)[start:start + CHUNK]
+                    stmt = sa.select(*cols).where(tc.c[edge.child_col].in_(chunk))
+                    results += list(self.conns.execute(conn, child, stmt))
+            for row in results:
+                pk = tuple(row[:len(child.pk)])
+                if pk not in gone:
+                    referenced.add(row[-1])
             keep |= {pk for pk, row in candidates.items()
                      if row.get(edge.parent_col) in referenced}
         return keep
@@ -284,20 +294,23 @@ class Eraser:
 
     def _apply_marked(self, run_id: str, system: str, todo: dict[str, Any],
                       engine: sa.Engine) -> int:
-        with engine.begin() as conn:
-            try:
-                done = conn.execute(sa.select(marker.c.run_id).where(
-                    marker.c.run_id == run_id, marker.c.system == system)).first()
-            except sa.exc.DBAPIError:
-                raise _NoMarkerTable from None  # the transaction rolls back, nothing written
-            if done is not None:
+        """The marker row goes first in the transaction: a run already committed here (a
+        resumed run) fails on it before any write, and is then skipped; no separate read."""
+        try:
+            with engine.begin() as conn:
+                writes: list[Write] = [(None, marker.insert().values(
+                    run_id=run_id, system=system, action="erase", completed_at=state.now()))]
+                writes += self._writes(conn, system, todo)
+                self._execute(conn, writes)
+                _fault_point(f"{system}:before-commit")
+        except EngineError:
+            done = _marker_row(engine, run_id, system)  # after the rollback: why did it fail?
+            if done is None:
+                raise _NoMarkerTable from None
+            if done:
                 state.record_step(run_id, system, {"skipped": "already committed"})
                 return 0
-            writes = self._writes(conn, system, todo)
-            writes.append((None, marker.insert().values(
-                run_id=run_id, system=system, action="erase", completed_at=state.now())))
-            self._execute(conn, writes)
-            _fault_point(f"{system}:before-commit")
+            raise
         _fault_point(system)
         state.record_step(run_id, system, {"tables": sorted(todo)})
         return len(writes) - 1
@@ -443,6 +456,16 @@ def _same(values: list[Any]) -> bool:
     first = values[0]
     kind = type(first)
     return all(type(v) is kind and v == first for v in values)
+
+
+def _marker_row(engine: sa.Engine, run_id: str, system: str) -> bool | None:
+    """Whether the run's marker row is committed in the database; None: no marker table."""
+    with engine.connect() as conn:
+        try:
+            return conn.execute(sa.select(marker.c.run_id).where(
+                marker.c.run_id == run_id, marker.c.system == system)).first() is not None
+        except sa.exc.DBAPIError:
+            return None
 
 
 def _ensure_marker(engine: sa.Engine) -> None:
@@ -620,7 +643,7 @@ def erase(plan: Plan, identities: Identities, *, dry_run: bool = False, persons:
             state.open_run(run_id, "erase", digest, manifest_digest(plan, conns), {
                 "actions": actions, "tables": [t.__dict__ for t in tables],
                 "identities": known.as_dict()})
-        conns.close()  # writes use their own transactions
+        conns.release()  # writes use their own transactions
         result.statements += eraser.apply(run_id, actions)
         result.leftovers = verify(plan, conns, known, actions, eraser.today)
         result.verified = not result.leftovers
