@@ -109,8 +109,12 @@ class Searcher:
         self.conns = conns
         # Statements are built once per plan: a request only binds values.
         self._statements = plan.statements
-        # Per table, computed once: the columns whose values lead to more rows.
-        self._links = {key: sorted(self._link_columns(tp)) for key, tp in plan.tables.items()}
+        # Per table, computed once per plan: the columns whose values lead to more rows.
+        links = plan.statements.get(("links",))
+        if links is None:
+            links = plan.statements[("links",)] = {
+                key: sorted(self._link_columns(tp)) for key, tp in plan.tables.items()}
+        self._links: dict[TableKey, list[str]] = links
         self._normal: dict[tuple[Identity, str], str | None] = {}  # this search's, then gone
 
     def find(self, given: Identities) -> Found:
@@ -261,9 +265,7 @@ class Searcher:
         at = [columns.index(c) for c in tp.pk]
         one = at[0] if len(at) == 1 else None
         tests = [(columns.index(c.column), c) for c in conditions]
-        links = {strong: [(columns.index(c), seen_vals[(key, c, strong)],
-                           next_vals[(key, c, strong)]) for c in self._links[key]]
-                 for strong in (True, False)}
+        links: list[tuple[int, set[Any], set[Any]]] | None = None  # when a new row comes
         identity = tp.identity_fields
         for values in results:
             pk = (values[one],) if one is not None else tuple(values[i] for i in at)
@@ -285,7 +287,10 @@ class Searcher:
             if known:
                 weak.discard(pk)
             self._harvest(identity, row, found, next_ids)
-            for i, seen, fresh in links[True]:
+            if links is None:
+                links = [(columns.index(c), seen_vals[(key, c, True)],
+                          next_vals[(key, c, True)]) for c in self._links[key]]
+            for i, seen, fresh in links:
                 value = values[i]
                 if value is not None and value not in seen:
                     seen.add(value)
