@@ -603,7 +603,10 @@ def manifest_digest(plan: Plan, conns: Connections) -> str:
     """What a run's decisions depend on: the systems, the retention rules, and the databases
     the URLs point at once ${VAR}s are filled in (a run planned on staging must never be
     finished on production)."""
-    text = plan.manifest.model_dump_json(include={"systems", "retention"})
+    text = plan.statements.get(("manifest-digest",))
+    if text is None:  # the plan is built once per manifest: so is this
+        text = plan.statements[("manifest-digest",)] = plan.manifest.model_dump_json(
+            include={"systems", "retention"})
     targets = [safe_url(conns.engine(system)) for system in plan.systems()]
     return hashlib.sha256((text + json.dumps(targets)).encode()).hexdigest()
 

@@ -93,6 +93,18 @@ def _sqlite_wal(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite(conn: sa.Connection) -> Any | None:
+    """The driver's own connection when the store is SQLite: the engine writes to its store a
+    few times per request, and a Core statement costs several times the SQLite work."""
+    return conn.connection.dbapi_connection if conn.dialect.name == "sqlite" else None
+
+
+def _stamp(conn: sa.Connection, value: dt.datetime) -> Any:
+    """A datetime as SQLAlchemy stores it in this database (SQLite: its text form)."""
+    process = runs.c.created_at.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    return process(value) if process else value
+
+
 def identity_hashes(identities: Identities) -> list[tuple[str, str]]:
     kinds = [(kind.value, value) for kind, values in identities.values.items()
              for value in sorted(values)]
@@ -109,6 +121,12 @@ def open_run(run_id: str, action: str, digest: str, manifest_digest: str,
              payload: dict[str, Any]) -> None:
     blob = encrypt(json.dumps(payload, default=str).encode())
     with store().begin() as conn:
+        raw = _sqlite(conn)
+        if raw is not None:
+            raw.execute("INSERT INTO engine_run (id, action, request_digest, manifest_digest, "
+                        "status, payload, created_at) VALUES (?, ?, ?, ?, 'planned', ?, ?)",
+                        (run_id, action, digest, manifest_digest, blob, _stamp(conn, now())))
+            return
         conn.execute(runs.insert().values(
             id=run_id, action=action, request_digest=digest, manifest_digest=manifest_digest,
             status="planned", payload=blob, created_at=now()))
@@ -124,16 +142,32 @@ class Unfinished:
 def unfinished_run(action: str, digest: str) -> Unfinished | None:
     """The newest run of the same request that was planned but never closed (a crash)."""
     with store().connect() as conn:
-        row = conn.execute(sa.select(runs.c.id, runs.c.payload, runs.c.manifest_digest).where(
-            runs.c.action == action, runs.c.request_digest == digest,
-            runs.c.status == "planned").order_by(runs.c.created_at.desc())).first()
-    if row is None or row.payload is None:
+        raw = _sqlite(conn)
+        if raw is not None:
+            cursor = raw.execute(
+                "SELECT id, payload, manifest_digest FROM engine_run WHERE action = ? AND "
+                "request_digest = ? AND status = 'planned' ORDER BY created_at DESC LIMIT 1",
+                (action, digest))
+            row = cursor.fetchone()
+            cursor.close()
+        else:
+            row = conn.execute(sa.select(runs.c.id, runs.c.payload, runs.c.manifest_digest
+                                         ).where(
+                runs.c.action == action, runs.c.request_digest == digest,
+                runs.c.status == "planned").order_by(runs.c.created_at.desc())).first()
+    if row is None or row[1] is None:
         return None
-    return Unfinished(row.id, row.manifest_digest, json.loads(decrypt(row.payload)))
+    return Unfinished(row[0], row[2], json.loads(decrypt(row[1])))
 
 
 def record_step(run_id: str, system: str, detail: dict[str, Any]) -> None:
     with store().begin() as conn:
+        raw = _sqlite(conn)
+        if raw is not None:  # the first record of a step stays, as below
+            raw.execute("INSERT OR IGNORE INTO engine_run_step (run_id, system, detail, done_at) "
+                        "VALUES (?, ?, ?, ?)", (run_id, system, json.dumps(detail, default=str),
+                                                _stamp(conn, now())))
+            return
         exists = conn.execute(sa.select(run_steps.c.system).where(
             run_steps.c.run_id == run_id, run_steps.c.system == system)).first()
         if exists is None:
@@ -149,6 +183,12 @@ def close_run(run_id: str, summary: dict[str, Any]) -> None:
 
 
 def _close(conn: sa.Connection, run_id: str, summary: dict[str, Any]) -> None:
+    raw = _sqlite(conn)
+    if raw is not None:
+        raw.execute("UPDATE engine_run SET status = 'done', payload = NULL, summary = ?, "
+                    "finished_at = ? WHERE id = ?",
+                    (json.dumps(summary, default=str), _stamp(conn, now()), run_id))
+        return
     conn.execute(runs.update().where(runs.c.id == run_id).values(
         status="done", payload=None, summary=json.dumps(summary, default=str),
         finished_at=now()))
@@ -174,8 +214,7 @@ def _suppress(conn: sa.Connection, identities: Identities, reason: str) -> int:
     if conn.dialect.name == "sqlite" and pairs:
         # A batch adds tens of thousands: the driver's executemany, the duplicates ignored by
         # the primary key, the count of rows added from the connection's own change counter.
-        stamp = suppression.c.added_at.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
-        added = stamp(now()) if stamp else now()
+        added = _stamp(conn, now())
         raw: Any = conn.connection.dbapi_connection
         before = raw.total_changes
         cursor = raw.cursor()
