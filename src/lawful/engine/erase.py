@@ -486,11 +486,26 @@ def _driver_sql(dialect: sa.Dialect, write: Any) -> tuple[str, Any]:
     return compiled.string, params
 
 
+def _deleted_checks(plan: Plan, conns: Connections, actions: dict[str, Any]
+                    ) -> list[tuple[TablePlan, str, Any]]:
+    """The statements asking, by primary key, for every row the run deleted."""
+    queries: list[tuple[TablePlan, str, Any]] = []
+    for system, tables in actions.items():
+        dialect = conns.engine(system).dialect
+        for table, action in tables.items():
+            tp = plan.tables[TableKey(system, table)]
+            queries += [(tp, *sql) for sql in _by_pk(dialect, tp, "SELECT KEYS",
+                                                      action["delete"])]
+    return queries
+
+
 def _reread(plan: Plan, conns: Connections, actions: dict[str, Any],
-            read: dict[TableKey, dict[Pk, Row]] | None = None) -> list[str]:
+            read: dict[TableKey, dict[Pk, Row]] | None = None, deleted: bool = True
+            ) -> list[str]:
     """Read back every planned row by primary key, one pipeline per database. Changed rows in
     `read` (rows the second search has just read, after the commit) are checked as read there
-    rather than read a second time; deleted rows are always asked for by key."""
+    rather than read a second time. Deleted rows are asked for by key (unless `deleted` is
+    False: the caller did, see verify)."""
     problems: list[str] = []
     read = read or {}
 
@@ -502,12 +517,12 @@ def _reread(plan: Plan, conns: Connections, actions: dict[str, Any],
             problems.append(f"{tp.key}: row {key} still holds {', '.join(wrong)}")
 
     for system, tables in actions.items():
-        conn = conns.connection(system)
+        dialect = conns.engine(system).dialect
         queries: list[tuple[TablePlan, str, Any]] = []
         checks: list[tuple[str, TablePlan, dict[str, Any] | None]] = []
         for table, action in tables.items():
             tp = plan.tables[TableKey(system, table)]
-            for sql in _by_pk(conn.dialect, tp, "SELECT KEYS", action["delete"]):
+            for sql in _by_pk(dialect, tp, "SELECT KEYS", action["delete"] if deleted else []):
                 queries.append((tp, *sql))
                 checks.append(("deleted", tp, None))
             seen = read.get(tp.key, {})
@@ -519,9 +534,12 @@ def _reread(plan: Plan, conns: Connections, actions: dict[str, Any],
                         unread.append(pk)
                     else:
                         check(tp, group, row)
-                for sql in _by_pk(conn.dialect, tp, "SELECT", unread):
+                for sql in _by_pk(dialect, tp, "SELECT", unread):
                     queries.append((tp, *sql))
                     checks.append(("updated", tp, group))
+        if not queries:
+            continue
+        conn = conns.connection(system)
         for (kind, tp, group), result in zip(checks, conns.fetch_each(conn, queries),
                                              strict=True):
             if kind == "deleted" and result:
@@ -668,9 +686,13 @@ def verify(plan: Plan, conns: Connections, identities: Identities, actions: dict
     # Weak identities found on the person's rows were never theirs alone: search with the
     # strong ones (the weak ones are found again on the person's own rows).
     strong = Identities({k: set(v) for k, v in identities.values.items() if k not in WEAK})
-    again = Searcher(plan, conns).find(strong)
+    # The deleted rows are asked for with the search's first round (they depend on nothing).
+    deleted = _deleted_checks(plan, conns, actions)
+    again = Searcher(plan, conns).find(strong, extra=deleted)
+    problems = [f"{tp.key}: {len(result)} row(s) not deleted"
+                for (tp, _, _), result in zip(deleted, again.extra, strict=True) if result]
     # After the search: the changed rows it read are not read a second time.
-    problems = _reread(plan, conns, actions, again.rows)
+    problems += _reread(plan, conns, actions, again.rows, deleted=False)
     eraser = Eraser(plan, conns, today)
     for key, rows in again.rows.items():
         tp = plan.tables[key]

@@ -50,6 +50,7 @@ class Found:
     given: dict[Identity, set[str]] = field(default_factory=dict)  # what the request gave
     statements: int = 0
     rounds: int = 0
+    extra: list[list[tuple[Any, ...]]] = field(default_factory=list)
 
     def count(self) -> int:
         return sum(len(r) for r in self.rows.values())
@@ -117,7 +118,9 @@ class Searcher:
         self._links: dict[TableKey, list[str]] = links
         self._normal: dict[tuple[Identity, str], str | None] = {}  # this search's, then gone
 
-    def find(self, given: Identities) -> Found:
+    def find(self, given: Identities, extra: list[Query] | None = None) -> Found:
+        """Every row of the person(s). `extra`: statements that do not depend on the search,
+        sent with its first round (one wait fewer); their results are in `found.extra`."""
         found = Found(given={k: set(v) for k, v in given.values.items()})
         for kind, values in given.values.items():
             for value in values:
@@ -126,7 +129,8 @@ class Searcher:
         # (table, column, strong) -> values discovered last round
         new_vals: dict[tuple[TableKey, str, bool], set[Any]] = {}
         seen_vals: dict[tuple[TableKey, str, bool], set[Any]] = defaultdict(set)
-        while new_ids or new_vals:
+        pending = list(extra or [])
+        while new_ids or new_vals or pending:
             found.rounds += 1
             next_ids = Identities()
             next_vals: dict[tuple[TableKey, str, bool], set[Any]] = defaultdict(set)
@@ -137,11 +141,14 @@ class Searcher:
                 conditions = self._conditions(tp, new_ids, new_vals, seen_vals)
                 if conditions:
                     work.append((tp, conditions, self._queries(tp, conditions)))
-            results = self._run([q for _, _, queries in work for q in queries], found)
+            results = self._run([q for _, _, queries in work for q in queries] + pending,
+                                found)
             for tp, conditions, queries in work:
                 for _ in queries:
                     self._take_all(tp, next(results), conditions, found, seen_vals, next_ids,
                                    next_vals)
+            found.extra += [next(results) for _ in pending]
+            pending = []
             deque(results, maxlen=0)  # to its end: the pipeline closes, the cursors too
             new_ids, new_vals = next_ids, {k: v for k, v in next_vals.items() if v}
         return found
