@@ -138,14 +138,15 @@ class Eraser:
             live = self.apply_table_hold(tp, rows, result)
             # A row with a field still under a legal hold stays (that field kept, the others
             # erased) even in a table whose rows are otherwise deleted.
-            delete = {pk for pk in live if tp.deletes_rows and not any(
-                self.field_held(f, rows[pk]) for f in tp.fields if f.hold is not None)}
+            held = [f for f in tp.fields if f.hold is not None]
+            delete = set() if not tp.deletes_rows else set(live) if not held else {
+                pk for pk in live if not any(self.field_held(f, rows[pk]) for f in held)}
             delete -= self._still_referenced(tp, {pk: rows[pk] for pk in delete}, deleting)
             deleting[key] = delete
             updates = self._updates(tp, {pk: rows[pk] for pk in live if pk not in delete},
                                     result)
             result.deleted = len(delete)
-            result.anonymised = len({tuple(pk) for group in updates for pk in group["pks"]})
+            result.anonymised = sum(len(group["pks"]) for group in updates)  # one group a row
             actions[key.system][key.table] = {
                 "delete": [list(pk) for pk in sorted(delete, key=str)],
                 "update": updates,
