@@ -5,6 +5,7 @@ statement, and PostgreSQL's planner costs set only where the administrator left 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -115,3 +116,22 @@ def test_postgres_key_lookups_are_costed_for_cached_data_unless_chosen() -> None
             assert start == session == chosen_value  # a value someone chose stays
         else:
             assert session == ("1.1" if start == "4" else start)  # the default is lowered
+
+
+def test_a_pooled_connection_the_server_closed_is_replaced() -> None:
+    """No round trip per checkout (pool_pre_ping) on PostgreSQL: a connection the server has
+    closed since (a restart, a terminated backend) is still never handed out."""
+    base = service_url("postgres")
+    sep = "&" if "?" in base else "?"
+    engine = connect.engine_for(f"{base}{sep}application_name=lawful_alive_test")
+    with engine.connect() as conn:
+        first = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+    other = sa.create_engine(base)
+    with other.connect() as conn:
+        conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": first})
+    other.dispose()
+    time.sleep(0.3)  # the server's goodbye reaches the pooled connection's socket
+    with engine.connect() as conn:
+        again = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+    assert again != first
+    engine.dispose()

@@ -6,6 +6,7 @@ lacks); passwords never appear in a message.
 
 from __future__ import annotations
 
+import select
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -45,14 +46,37 @@ def _postgres_costs(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.commit()
 
 
+def _postgres_alive(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+    """Instead of pool_pre_ping's round trip on every checkout (a tenth of a millisecond, a
+    request's tenth): an idle pooled connection has nothing to read on its socket unless the
+    server closed it or wrote to it since (a restart, a terminated backend). Only then ping, as
+    pool_pre_ping would; a connection that fails is replaced by a new one."""
+    try:
+        if dbapi_conn.closed or dbapi_conn.pgconn.status != 0:  # 0: CONNECTION_OK
+            raise sa.exc.DisconnectionError()
+        ready, _, _ = select.select([dbapi_conn.fileno()], [], [], 0)
+        if not ready:
+            return
+        cursor = dbapi_conn.cursor()
+        cursor.execute("SELECT 1")
+        cursor.close()
+        dbapi_conn.rollback()
+    except sa.exc.DisconnectionError:
+        raise
+    except Exception:  # whatever broke, the connection is not to be used
+        raise sa.exc.DisconnectionError() from None
+
+
 def engine_for(url: str) -> Engine:
     real = expand_url(url)
     if real not in _ENGINES:
-        engine = sa.create_engine(real, pool_pre_ping=True)
+        postgres = sa.engine.make_url(real).get_backend_name() == "postgresql"
+        engine = sa.create_engine(real, pool_pre_ping=not postgres)
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine, "connect", _sqlite_pragmas)
         elif engine.dialect.name == "postgresql":
             sa.event.listen(engine, "connect", _postgres_costs)
+            sa.event.listen(engine, "checkout", _postgres_alive)
         _ENGINES[real] = engine
     return _ENGINES[real]
 
