@@ -92,8 +92,10 @@ class Hand:
         # "OR (customer_id IS NULL AND visitor_id IN …)": SQLite plans that as a walk over every
         # anonymous visit (the IS NULL as index key), 15 to 60 ms a person. Both indexes, then
         # the visits of other customers on a shared browser dropped here: the same rows.
+        # (Without visitor ids, no "OR 1 = 0": SQLite would scan the table for it.)
         wanted = set(ids)
-        rows["web_visit"] = [r for r in self.q(f"SELECT * FROM web_visit WHERE {cid} OR {vis}",
+        where = f"{cid} OR {vis}" if vparams else cid
+        rows["web_visit"] = [r for r in self.q(f"SELECT * FROM web_visit WHERE {where}",
                                                *cparams, *vparams)
                              if r[2] is None or r[2] in wanted]
         lowered = [e.lower() for e in emails]
@@ -104,8 +106,9 @@ class Hand:
             f"SELECT * FROM newsletter_subscriber WHERE {news}", *nparams)
         ph, pparams = self.many("phone", phones)
         rows["call_recording"] = self.q(f"SELECT * FROM call_recording WHERE {ph}", *pparams)
-        rows["job_applicant"] = self.q(f"SELECT * FROM job_applicant WHERE {news} OR {ph}",
-                                       *nparams, *pparams)
+        rows["job_applicant"] = self.q(
+            f"SELECT * FROM job_applicant WHERE {news} OR {ph}" if pparams else
+            f"SELECT * FROM job_applicant WHERE {news}", *nparams, *pparams)
         return rows
 
     def erase(self, emails: Sequence[str], reread: bool = False) -> None:
