@@ -149,11 +149,13 @@ class Connections:
         the statements go out in one pipeline: one wait for the round, not one per table."""
         return list(self.fetch_each(conn, queries))
 
-    def fetch_each(self, conn: Connection, queries: list[tuple[TablePlan, str, Any]]
-                   ) -> Iterator[list[tuple[Any, ...]]]:
+    def fetch_each(self, conn: Connection, queries: list[tuple[TablePlan, str, Any]],
+                   stream: bool = True) -> Iterator[list[tuple[Any, ...]]]:
         """fetch_all() one result at a time, in the order of `queries`. On PostgreSQL every
-        statement is sent first (one pipeline), and each result is handed over as it arrives:
-        the caller works on the rows of one table while the server reads the next."""
+        statement is sent first (one pipeline); with `stream`, each result is handed over as it
+        arrives, so the caller works on the rows of one table while the server reads the next
+        (worth it for a batch's thousands of rows; for a few rows, one wait at the end costs
+        less than one per result)."""
         raw: Any = conn.connection.dbapi_connection
         cursors = [raw.cursor() for _ in queries]
         current = queries[0][0] if queries else None
@@ -163,6 +165,11 @@ class Connections:
                     for cursor, (tp, sql, params) in zip(cursors, queries, strict=True):
                         current = tp
                         cursor.execute(sql, params)
+                    if stream:
+                        for cursor, (tp, _, _) in zip(cursors, queries, strict=True):
+                            current = tp
+                            yield list(cursor.fetchall())
+                if not stream:
                     for cursor, (tp, _, _) in zip(cursors, queries, strict=True):
                         current = tp
                         yield list(cursor.fetchall())

@@ -162,7 +162,10 @@ class Searcher:
             by_system[query[0].key.system].append(i)
         if len(by_system) == 1:
             system = next(iter(by_system))
-            return self.conns.fetch_each(self.conns.connection(system), queries)
+            big = sum(len(p) if isinstance(p, tuple | dict) else 1 for _, _, p in queries) \
+                > ARRAY_FROM or any(isinstance(v, list) for _, _, p in queries
+                                    if isinstance(p, dict) for v in p.values())
+            return self.conns.fetch_each(self.conns.connection(system), queries, stream=big)
         out: list[list[tuple[Any, ...]]] = [[] for _ in queries]
         for system, indexes in by_system.items():
             conn = self.conns.connection(system)
