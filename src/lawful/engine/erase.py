@@ -304,8 +304,11 @@ class Eraser:
                 writes += self._writes(conn, system, todo)
                 self._execute(conn, writes)
                 _fault_point(f"{system}:before-commit")
-        except EngineError:
-            done = _marker_row(engine, run_id, system)  # after the rollback: why did it fail?
+        except EngineError as failed:
+            try:
+                done = _marker_row(engine, run_id, system)  # after the rollback: why?
+            except sa.exc.DBAPIError:
+                raise failed from None  # the database is gone too: the write's own error
             if done is None:
                 raise _NoMarkerTable from None
             if done:
@@ -460,7 +463,8 @@ def _same(values: list[Any]) -> bool:
 
 
 def _marker_row(engine: sa.Engine, run_id: str, system: str) -> bool | None:
-    """Whether the run's marker row is committed in the database; None: no marker table."""
+    """Whether the run's marker row is committed in the database; None: no marker table.
+    A database that cannot be reached raises."""
     with engine.connect() as conn:
         try:
             return conn.execute(sa.select(marker.c.run_id).where(
