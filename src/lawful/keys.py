@@ -75,6 +75,13 @@ def keyed_hash(value: str, label: str = "pseudonym") -> str:
     return hmac.new(derived_key(label), value.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
+def keyed_hashes(values: list[str], label: str = "pseudonym") -> list[str]:
+    """keyed_hash() of each value, the key derived once."""
+    key = derived_key(label)
+    return [hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()
+            for value in values]
+
+
 def fernet() -> Fernet:
     return _fernet(derived_key("encryption"))
 

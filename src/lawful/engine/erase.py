@@ -18,6 +18,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import sqlite3
 import time
 import uuid
 from collections import defaultdict
@@ -27,10 +28,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.schema import CreateTable
 
-from lawful.engine import state
+from lawful.engine import clock, state
 from lawful.engine.connect import Connections, EngineError, safe_url, statement_error
 from lawful.engine.identities import WEAK, Identities, IdentityError, normalise
-from lawful.engine.plan import FieldPlan, Plan, TableKey, TablePlan
+from lawful.engine.plan import FieldPlan, Hold, Plan, TableKey, TablePlan
 from lawful.engine.search import CHUNK, Found, Pk, Row, Searcher, table_clause
 from lawful.keys import keyed_hash
 from lawful.manifest.model import Identity, Strategy
@@ -81,7 +82,10 @@ class EraseResult:
         return out
 
 
-def _json_key(pk: Pk) -> str:
+def _json_key(pk: Pk | list[Any]) -> str:
+    """The key of a row in the journal: its primary key as JSON."""
+    if len(pk) == 1 and type(pk[0]) is int:
+        return f"[{pk[0]}]"  # what json.dumps gives, without its cost
     return json.dumps(list(pk), default=str)
 
 
@@ -116,6 +120,7 @@ class Eraser:
         self.plan = plan
         self.conns = conns
         self.today = today or dt.date.today()
+        self._ends: dict[tuple[Any, ...], tuple[dt.date | None, Any]] = {}
 
     # --- deciding ---------------------------------------------------------------------------
 
@@ -133,14 +138,15 @@ class Eraser:
             live = self.apply_table_hold(tp, rows, result)
             # A row with a field still under a legal hold stays (that field kept, the others
             # erased) even in a table whose rows are otherwise deleted.
-            delete = {pk for pk in live if tp.deletes_rows and not any(
-                self.field_held(f, rows[pk]) for f in tp.fields if f.hold is not None)}
+            held = [f for f in tp.fields if f.hold is not None]
+            delete = set() if not tp.deletes_rows else set(live) if not held else {
+                pk for pk in live if not any(self.field_held(f, rows[pk]) for f in held)}
             delete -= self._still_referenced(tp, {pk: rows[pk] for pk in delete}, deleting)
             deleting[key] = delete
             updates = self._updates(tp, {pk: rows[pk] for pk in live if pk not in delete},
                                     result)
             result.deleted = len(delete)
-            result.anonymised = len({tuple(pk) for group in updates for pk in group["pks"]})
+            result.anonymised = sum(len(group["pks"]) for group in updates)  # one group a row
             actions[key.system][key.table] = {
                 "delete": [list(pk) for pk in sorted(delete, key=str)],
                 "update": updates,
@@ -158,7 +164,7 @@ class Eraser:
         open_ended = False
         rules: dict[str, str | None] = {}
         for pk, row in rows.items():
-            until, rule = tp.hold.until(row, self.plan.year_end)
+            until, rule = self.hold_until(tp.hold, row)
             if until is not None and until < self.today:
                 live.append(pk)  # every hold has ended: erase as usual
                 continue
@@ -191,13 +197,23 @@ class Eraser:
             gone = deleting.get(edge.child, set())
             conn = self.conns.connection(edge.child.system)
             referenced: set[Any] = set()
-            for start in range(0, len(values), CHUNK):
-                chunk = sorted(values, key=str)[start:start + CHUNK]
-                stmt = sa.select(*cols).where(tc.c[edge.child_col].in_(chunk))
-                for row in self.conns.execute(conn, child, stmt):
-                    pk = tuple(row[:len(child.pk)])
-                    if pk not in gone:
-                        referenced.add(row[-1])
+            if conn.dialect.name == "postgresql" and all(type(v) is int for v in values):
+                # One statement, the values in one array (as the search does).
+                quote = conn.dialect.identifier_preparer.quote
+                sql = (f"SELECT {', '.join(quote(c) for c in (*child.pk, edge.child_col))} "
+                       f"FROM {quote(child.key.table)} "
+                       f"WHERE {quote(edge.child_col)} = ANY(%(v)s)")
+                results = self.conns.fetch_all(conn, [(child, sql, {"v": list(values)})])[0]
+            else:
+                results = []
+                for start in range(0, len(values), CHUNK):
+                    chunk = sorted(values, key=str)[start:start + CHUNK]
+                    stmt = sa.select(*cols).where(tc.c[edge.child_col].in_(chunk))
+                    results += list(self.conns.execute(conn, child, stmt))
+            for row in results:
+                pk = tuple(row[:len(child.pk)])
+                if pk not in gone:
+                    referenced.add(row[-1])
             keep |= {pk for pk, row in candidates.items()
                      if row.get(edge.parent_col) in referenced}
         return keep
@@ -206,30 +222,42 @@ class Eraser:
                  ) -> list[dict[str, Any]]:
         """Rows grouped by the set of fields to change; each group is one UPDATE per chunk."""
         groups: dict[tuple[str, ...], dict[str, Any]] = {}
-        kept: set[str] = set()
+        erasable = [f for f in tp.personal_fields if _erasable(f)]
+        kept: set[str] = {f.name for f in tp.personal_fields if not _erasable(f)} \
+            if rows else set()
+        region = self.plan.region
         for pk, row in rows.items():
             changes: dict[str, Any] = {}
-            for f in tp.personal_fields:
-                if not _erasable(f) or self.field_held(f, row):
+            for f in erasable:
+                if f.hold is not None and self.field_held(f, row):
                     kept.add(f.name)
                     continue
                 value = row.get(f.name)
-                if not is_erased(f, value):
-                    changes[f.name] = _replacement(f, value, self.plan.region)
+                if not f.holds_erased(value):
+                    changes[f.name] = _replacement(f, value, region)
             if not changes:
                 continue
             names = tuple(sorted(changes))
             group = groups.setdefault(names, {"fields": list(names), "pks": [], "values": {}})
             group["pks"].append(list(pk))
+            key = _json_key(pk)
+            values = group["values"]
             for name, new in changes.items():
-                group["values"].setdefault(name, {})[_json_key(pk)] = new
+                values.setdefault(name, {})[key] = new
         result.kept_fields = sorted(kept)
         return list(groups.values())
+
+    def hold_until(self, hold: Hold, row: Row) -> tuple[dt.date | None, Any]:
+        """hold.until(row), remembered by the dates it depends on (rows share days)."""
+        key = (id(hold), *(clock.as_date(row.get(c)) if c else None for _, c in hold.clocks))
+        if key not in self._ends:
+            self._ends[key] = hold.until(row, self.plan.year_end)
+        return self._ends[key]
 
     def field_held(self, f: FieldPlan, row: Row) -> bool:
         if f.hold is None:
             return False
-        until, _ = f.hold.until(row, self.plan.year_end)
+        until, _ = self.hold_until(f.hold, row)
         return until is None or until >= self.today
 
     # --- applying ---------------------------------------------------------------------------
@@ -257,18 +285,36 @@ class Eraser:
     def _apply_one(self, run_id: str, system: str, todo: dict[str, Any]) -> int:
         """One database: its writes and its marker row in one transaction."""
         engine = self.conns.engine(system)
-        _ensure_marker(engine)  # DDL outside the transaction (MySQL would commit it)
-        with engine.begin() as conn:
-            done = conn.execute(sa.select(marker.c.run_id).where(
-                marker.c.run_id == run_id, marker.c.system == system)).first()
-            if done is not None:
+        try:
+            return self._apply_marked(run_id, system, todo, engine)
+        except _NoMarkerTable:
+            # The first run on this database (or it was recreated): make the marker table,
+            # DDL outside the transaction (MySQL would commit it), and start again.
+            _ensure_marker(engine)
+            return self._apply_marked(run_id, system, todo, engine)
+
+    def _apply_marked(self, run_id: str, system: str, todo: dict[str, Any],
+                      engine: sa.Engine) -> int:
+        """The marker row goes first in the transaction: a run already committed here (a
+        resumed run) fails on it before any write, and is then skipped; no separate read."""
+        try:
+            with engine.begin() as conn:
+                writes: list[Write] = [(None, marker.insert().values(
+                    run_id=run_id, system=system, action="erase", completed_at=state.now()))]
+                writes += self._writes(conn, system, todo)
+                self._execute(conn, writes)
+                _fault_point(f"{system}:before-commit")
+        except EngineError as failed:
+            try:
+                done = _marker_row(engine, run_id, system)  # after the rollback: why?
+            except sa.exc.DBAPIError:
+                raise failed from None  # the database is gone too: the write's own error
+            if done is None:
+                raise _NoMarkerTable from None
+            if done:
                 state.record_step(run_id, system, {"skipped": "already committed"})
                 return 0
-            writes = self._writes(conn, system, todo)
-            writes.append((None, marker.insert().values(
-                run_id=run_id, system=system, action="erase", completed_at=state.now())))
-            self._execute(conn, writes)
-            _fault_point(f"{system}:before-commit")
+            raise
         _fault_point(system)
         state.record_step(run_id, system, {"tables": sorted(todo)})
         return len(writes) - 1
@@ -277,6 +323,7 @@ class Eraser:
         """The statements of one database, in order: updates, then deletes children first."""
         writes: list[Write] = []
         joined = conn.dialect.name == "postgresql"
+        json_joined = conn.dialect.name == "sqlite" and sqlite3.sqlite_version_info >= (3, 33)
         for table, action in todo.items():
             tp = self.plan.tables[TableKey(system, table)]
             tc = table_clause(tp)
@@ -284,6 +331,11 @@ class Eraser:
                 if joined and len(tp.pk) == 1:
                     writes.append((tp, self._update_joined(conn, tp, group)))
                     continue
+                if json_joined and len(tp.pk) == 1:
+                    update = _update_json(conn, tp, group)
+                    if update is not None:
+                        writes.append((tp, update))
+                        continue
                 # A CASE per row value costs rows x branches: keep its chunks small.
                 for start in range(0, len(group["pks"]), CASE_CHUNK):
                     chunk = group["pks"][start:start + CASE_CHUNK]
@@ -296,10 +348,8 @@ class Eraser:
             if key.system != system or key.table not in todo:
                 continue
             tp = self.plan.tables[key]
-            pks = todo[key.table]["delete"]
-            tc = table_clause(tp)
-            for start in range(0, len(pks), CHUNK):
-                writes.append((tp, sa.delete(tc).where(_pk_in(tc, tp, pks[start:start + CHUNK]))))
+            writes.extend((tp, sql) for sql in _by_pk(
+                conn.dialect, tp, "DELETE", todo[key.table]["delete"]))
         return writes
 
     def _execute(self, conn: sa.Connection, writes: list[Write]) -> None:
@@ -338,12 +388,12 @@ class Eraser:
         """PostgreSQL: one UPDATE joined to the new values (unnest of arrays), linear in rows
         whatever their number, where a CASE would compare every row with every branch."""
         quote = conn.dialect.identifier_preparer.quote
-        keys = [json.dumps(pk, default=str) for pk in group["pks"]]
+        keys = [_json_key(pk) for pk in group["pks"]]
         params: dict[str, Any] = {"pk": [pk[0] for pk in group["pks"]]}
         sets, columns, arrays = [], ["pk"], ["%(pk)s"]
         for i, name in enumerate(group["fields"]):
             values = [group["values"][name].get(key) for key in keys]
-            if len({json.dumps(v) for v in values}) == 1:
+            if _same(values):
                 params[f"c{i}"] = values[0]
                 sets.append(f"{quote(name)} = %(c{i})s")
             else:
@@ -369,7 +419,58 @@ class Eraser:
         return sa.case(*whens, else_=tc.c[name])
 
 
-Write = tuple[TablePlan | None, "sa.Executable | tuple[str, dict[str, Any]]"]
+Write = tuple[TablePlan | None, "sa.Executable | tuple[str, Any]"]
+
+
+class _NoMarkerTable(Exception):
+    """The marker table could not be read: create it, then apply again."""
+
+
+def _update_json(conn: sa.Connection, tp: TablePlan, group: dict[str, Any]
+                 ) -> tuple[str, tuple[Any, ...]] | None:
+    """SQLite: one UPDATE joined to the new values, sent as one JSON array (json_each), linear
+    in rows where a CASE compares every row with every branch. None where a key or value is not
+    a plain integer or string (JSON would not give it back as it was): the CASE is used."""
+    quote = conn.dialect.identifier_preparer.quote
+    pks = [pk[0] for pk in group["pks"]]
+    if not all(type(pk) in (int, str) for pk in pks):
+        return None
+    keys = [_json_key(pk) for pk in group["pks"]]
+    sets: list[str] = []
+    constants: list[Any] = []
+    columns: list[list[Any]] = [pks]
+    for name in group["fields"]:
+        values = [group["values"][name].get(key) for key in keys]
+        if _same(values):
+            sets.append(f"{quote(name)} = ?")
+            constants.append(values[0])
+        elif all(v is None or type(v) is str for v in values):
+            sets.append(f"{quote(name)} = json_extract(v.value, '$[{len(columns)}]')")
+            columns.append(values)
+        else:
+            return None
+    table, pk = quote(tp.key.table), quote(tp.pk[0])
+    sql = (f"UPDATE {table} SET {', '.join(sets)} FROM json_each(?) AS v "
+           f"WHERE {table}.{pk} = json_extract(v.value, '$[0]')")
+    return sql, (*constants, json.dumps([list(row) for row in zip(*columns, strict=True)]))
+
+
+def _same(values: list[Any]) -> bool:
+    """Whether every value is the same one (as JSON would tell: 1 is not True or "1")."""
+    first = values[0]
+    kind = type(first)
+    return all(type(v) is kind and v == first for v in values)
+
+
+def _marker_row(engine: sa.Engine, run_id: str, system: str) -> bool | None:
+    """Whether the run's marker row is committed in the database; None: no marker table.
+    A database that cannot be reached raises."""
+    with engine.connect() as conn:
+        try:
+            return conn.execute(sa.select(marker.c.run_id).where(
+                marker.c.run_id == run_id, marker.c.system == system)).first() is not None
+        except sa.exc.DBAPIError:
+            return None
 
 
 def _ensure_marker(engine: sa.Engine) -> None:
@@ -390,41 +491,121 @@ def _driver_sql(dialect: sa.Dialect, write: Any) -> tuple[str, Any]:
     return compiled.string, params
 
 
-def _reread(plan: Plan, conns: Connections, actions: dict[str, Any]) -> list[str]:
-    """Read back every planned row by primary key, one pipeline per database."""
-    problems: list[str] = []
+def _deleted_checks(plan: Plan, conns: Connections, actions: dict[str, Any]
+                    ) -> list[tuple[TablePlan, str, Any]]:
+    """The statements asking, by primary key, for every row the run deleted."""
+    queries: list[tuple[TablePlan, str, Any]] = []
     for system, tables in actions.items():
-        conn = conns.connection(system)
+        dialect = conns.engine(system).dialect
+        for table, action in tables.items():
+            tp = plan.tables[TableKey(system, table)]
+            queries += [(tp, *sql) for sql in _by_pk(dialect, tp, "SELECT KEYS",
+                                                      action["delete"])]
+    return queries
+
+
+def _reread(plan: Plan, conns: Connections, actions: dict[str, Any],
+            read: dict[TableKey, dict[Pk, Row]] | None = None, deleted: bool = True
+            ) -> list[str]:
+    """Read back every planned row by primary key, one pipeline per database. Changed rows in
+    `read` (rows the second search has just read, after the commit) are checked as read there
+    rather than read a second time. Deleted rows are asked for by key (unless `deleted` is
+    False: the caller did, see verify)."""
+    problems: list[str] = []
+    read = read or {}
+
+    def check(tp: TablePlan, group: dict[str, Any], row: Row) -> None:
+        key = _json_key([row[c] for c in tp.pk])
+        wrong = [name for name in group["fields"]
+                 if row[name] != group["values"][name].get(key)]
+        if wrong:
+            problems.append(f"{tp.key}: row {key} still holds {', '.join(wrong)}")
+
+    for system, tables in actions.items():
+        dialect = conns.engine(system).dialect
         queries: list[tuple[TablePlan, str, Any]] = []
         checks: list[tuple[str, TablePlan, dict[str, Any] | None]] = []
         for table, action in tables.items():
             tp = plan.tables[TableKey(system, table)]
-            tc = table_clause(tp)
-            pks = action["delete"]
-            for start in range(0, len(pks), CHUNK):
-                stmt = sa.select(*(tc.c[c] for c in tp.pk)).where(
-                    _pk_in(tc, tp, pks[start:start + CHUNK]))
-                queries.append((tp, *_driver_sql(conn.dialect, stmt)))
+            for sql in _by_pk(dialect, tp, "SELECT KEYS", action["delete"] if deleted else []):
+                queries.append((tp, *sql))
                 checks.append(("deleted", tp, None))
+            seen = read.get(tp.key, {})
             for group in action["update"]:
-                for start in range(0, len(group["pks"]), CHUNK):
-                    stmt = sa.select(*(tc.c[c] for c in tp.columns)).where(
-                        _pk_in(tc, tp, group["pks"][start:start + CHUNK]))
-                    queries.append((tp, *_driver_sql(conn.dialect, stmt)))
+                unread = []
+                for pk in group["pks"]:
+                    row = seen.get(tuple(pk))
+                    if row is None:
+                        unread.append(pk)
+                    else:
+                        check(tp, group, row)
+                for sql in _by_pk(dialect, tp, "SELECT", unread):
+                    queries.append((tp, *sql))
                     checks.append(("updated", tp, group))
-        for (kind, tp, group), result in zip(checks, conns.fetch_all(conn, queries),
+        if not queries:
+            continue
+        conn = conns.connection(system)
+        for (kind, tp, group), result in zip(checks, conns.fetch_each(conn, queries),
                                              strict=True):
-            where = f"{tp.key.system}.{tp.key.table}"
             if kind == "deleted" and result:
-                problems.append(f"{where}: {len(result)} row(s) not deleted")
+                problems.append(f"{tp.key}: {len(result)} row(s) not deleted")
             for values in result if group is not None else []:
-                row = dict(zip(tp.columns, values, strict=True))
-                key = json.dumps([row[c] for c in tp.pk], default=str)
-                wrong = [name for name in group["fields"]
-                         if row[name] != group["values"][name].get(key)]
-                if wrong:
-                    problems.append(f"{where}: row {key} still holds {', '.join(wrong)}")
+                check(tp, group, dict(zip(tp.columns, values, strict=True)))
     return problems
+
+
+_PK_SQL: dict[tuple[Any, ...], tuple[str, tuple[str, ...] | None]] = {}
+
+
+def _by_pk(dialect: sa.Dialect, tp: TablePlan, verb: str, pks: list[list[Any]]
+           ) -> list[tuple[str, Any]]:
+    """Statements on rows given by primary key (verb: DELETE, SELECT for the plan's columns,
+    SELECT KEYS for the key only), as driver SQL and parameters. On PostgreSQL, integer keys
+    go in one array parameter: one statement whatever the number of rows. Elsewhere, chunked
+    IN lists padded to a power of two, so each shape is compiled once per process."""
+    if not pks:
+        return []
+    if dialect.name == "postgresql" and len(tp.pk) == 1 and all(
+            type(pk[0]) is int for pk in pks):
+        quote = dialect.identifier_preparer.quote
+        what = {"DELETE": "DELETE", "SELECT KEYS": f"SELECT {quote(tp.pk[0])}",
+                "SELECT": "SELECT " + ", ".join(quote(c) for c in tp.columns)}[verb]
+        return [(f"{what} FROM {quote(tp.key.table)} "
+                 f"WHERE {quote(tp.pk[0])} = ANY(%(pk)s)", {"pk": [pk[0] for pk in pks]})]
+    tc = table_clause(tp)
+    out: list[tuple[str, Any]] = []
+    for start in range(0, len(pks), CHUNK):
+        chunk = pks[start:start + CHUNK]
+        if len(tp.pk) != 1:
+            stmt: Any = sa.delete(tc) if verb == "DELETE" else sa.select(*(
+                tc.c[c] for c in (tp.pk if verb == "SELECT KEYS" else tp.columns)))
+            out.append(_driver_sql(dialect, stmt.where(_pk_in(tc, tp, chunk))))
+            continue
+        size = 1
+        while size < len(chunk):
+            size *= 2
+        shape = (tp.key.table, tp.pk, tp.columns, verb, size, dialect.name)
+        if shape not in _PK_SQL and dialect.name == "sqlite":
+            # Plain text, as the search writes it for SQLite: no compiler for 2,000 parameters.
+            quote = dialect.identifier_preparer.quote
+            what = {"DELETE": "DELETE", "SELECT KEYS": f"SELECT {quote(tp.pk[0])}",
+                    "SELECT": "SELECT " + ", ".join(quote(c) for c in tp.columns)}[verb]
+            _PK_SQL[shape] = (f"{what} FROM {quote(tp.key.table)} WHERE {quote(tp.pk[0])} "
+                              f"IN ({', '.join('?' * size)})", tuple(f"k{i}" for i in range(size)))
+        if shape not in _PK_SQL:
+            names = [sa.bindparam(f"k{i}") for i in range(size)]
+            where = tc.c[tp.pk[0]].in_(names)
+            stmt = sa.delete(tc) if verb == "DELETE" else sa.select(*(
+                tc.c[c] for c in (tp.pk if verb == "SELECT KEYS" else tp.columns)))
+            compiled = stmt.where(where).compile(dialect=dialect)
+            _PK_SQL[shape] = (compiled.string,
+                              tuple(compiled.positiontup) if compiled.positional else None)
+        sql, order = _PK_SQL[shape]
+        values = [pk[0] for pk in chunk]
+        values += [values[-1]] * (size - len(values))  # IN ignores the repeats
+        params = {f"k{i}": v for i, v in enumerate(values)}
+        out.append((sql, tuple(params[n] for n in order) if order else params))
+    return out
 
 
 def _pk_in(tc: sa.TableClause, tp: TablePlan, pks: list[list[Any]]) -> sa.ColumnElement[bool]:
@@ -445,7 +626,10 @@ def manifest_digest(plan: Plan, conns: Connections) -> str:
     """What a run's decisions depend on: the systems, the retention rules, and the databases
     the URLs point at once ${VAR}s are filled in (a run planned on staging must never be
     finished on production)."""
-    text = plan.manifest.model_dump_json(include={"systems", "retention"})
+    text = plan.statements.get(("manifest-digest",))
+    if text is None:  # the plan is built once per manifest: so is this
+        text = plan.statements[("manifest-digest",)] = plan.manifest.model_dump_json(
+            include={"systems", "retention"})
     targets = [safe_url(conns.engine(system)) for system in plan.systems()]
     return hashlib.sha256((text + json.dumps(targets)).encode()).hexdigest()
 
@@ -485,37 +669,44 @@ def erase(plan: Plan, identities: Identities, *, dry_run: bool = False, persons:
             state.open_run(run_id, "erase", digest, manifest_digest(plan, conns), {
                 "actions": actions, "tables": [t.__dict__ for t in tables],
                 "identities": known.as_dict()})
-        conns.close()  # writes use their own transactions
+        conns.release()  # writes use their own transactions
         result.statements += eraser.apply(run_id, actions)
         result.leftovers = verify(plan, conns, known, actions, eraser.today)
         result.verified = not result.leftovers
-        result.suppressed = state.suppress(known, "erasure")
-        state.close_run(run_id, {"tables": [t.__dict__ for t in tables],
-                                 "verified": result.verified})
+        result.suppressed = state.suppress_and_close(
+            known, "erasure", run_id, {"tables": [t.__dict__ for t in tables],
+                                       "verified": result.verified})
     result.seconds = time.perf_counter() - started
     return result
 
 
 def verify(plan: Plan, conns: Connections, identities: Identities, actions: dict[str, Any],
            today: dt.date) -> list[str]:
-    """Proof, twice over. (1) Every row the run planned to change is read again by primary key:
-    deleted rows must be gone and changed fields must hold what was written (rows the search
-    can no longer reach, once the identity leading to them is a pseudonym, are checked here).
-    (2) The search runs again with every identity the person had: a row still reachable must
-    hold no erasable value outside a legal hold."""
-    problems = _reread(plan, conns, actions)
+    """Proof, twice over. (1) The search runs again with every identity the person had: a row
+    still reachable must hold no erasable value outside a legal hold. (2) Every row the run
+    planned to change is read again after the commit: deleted rows, by primary key, must be
+    gone, and changed fields must hold what was written (changed rows the search read are
+    checked as it read them; the others, those it can no longer reach once the identity leading
+    to them is a pseudonym, are read by primary key)."""
     # Weak identities found on the person's rows were never theirs alone: search with the
     # strong ones (the weak ones are found again on the person's own rows).
     strong = Identities({k: set(v) for k, v in identities.values.items() if k not in WEAK})
-    again = Searcher(plan, conns).find(strong)
+    # The deleted rows are asked for with the search's first round (they depend on nothing).
+    deleted = _deleted_checks(plan, conns, actions)
+    again = Searcher(plan, conns).find(strong, extra=deleted)
+    problems = [f"{tp.key}: {len(result)} row(s) not deleted"
+                for (tp, _, _), result in zip(deleted, again.extra, strict=True) if result]
+    # After the search: the changed rows it read are not read a second time.
+    problems += _reread(plan, conns, actions, again.rows, deleted=False)
     eraser = Eraser(plan, conns, today)
     for key, rows in again.rows.items():
         tp = plan.tables[key]
         scratch = TableResult(key.system, key.table)
+        erasable = [f for f in tp.personal_fields if _erasable(f)]
         for pk in eraser.apply_table_hold(tp, rows, scratch):
             row = rows[pk]
-            left = [f.name for f in tp.personal_fields if _erasable(f)
-                    and not eraser.field_held(f, row) and not is_erased(f, row.get(f.name))]
+            left = [f.name for f in erasable if not f.holds_erased(row.get(f.name))
+                    and not eraser.field_held(f, row)]
             if left:
                 problems.append(f"{key}: row {list(pk)} still holds {', '.join(left)}")
     conns.close()

@@ -39,6 +39,16 @@ class TableKey:
     system: str
     table: str
 
+    def __post_init__(self) -> None:
+        # Hashed for every row the search takes: once, not a tuple built on every call.
+        object.__setattr__(self, "_hash", hash((self.system, self.table)))
+
+    def __hash__(self) -> int:
+        return self._hash  # type: ignore[attr-defined,no-any-return]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return TableKey, (self.system, self.table)  # hashed again where it is unpickled
+
     def __str__(self) -> str:
         return f"{self.system}.{self.table}"
 
@@ -140,11 +150,11 @@ class TablePlan:
     hold: Hold | None
     columns: tuple[str, ...] = ()
 
-    @property
+    @cached_property
     def identity_fields(self) -> list[FieldPlan]:
         return [f for f in self.fields if f.decl.identity is not None]
 
-    @property
+    @cached_property
     def personal_fields(self) -> list[FieldPlan]:
         return [f for f in self.fields if f.decl.category is not None]
 

@@ -13,7 +13,7 @@ shared browser must not lead from one customer to another's account.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +37,8 @@ def sqlite_forms(lowered: str) -> set[str]:
     "jörg@x". Query the fully lower-cased form and the one with non-ASCII letters upper-cased,
     which covers addresses typed in one case. (Mixed-case non-ASCII letters need an index on a
     column stored lower-cased: declare match: exact.)"""
+    if lowered.isascii():
+        return {lowered}  # nothing for lower() to miss
     return {lowered, "".join(c if c.isascii() else c.upper() for c in lowered)}
 
 
@@ -48,6 +50,7 @@ class Found:
     given: dict[Identity, set[str]] = field(default_factory=dict)  # what the request gave
     statements: int = 0
     rounds: int = 0
+    extra: list[list[tuple[Any, ...]]] = field(default_factory=list)
 
     def count(self) -> int:
         return sum(len(r) for r in self.rows.values())
@@ -65,7 +68,9 @@ class _Condition:
     kind: Identity | None = None  # set when the condition is an identity column
 
     def matches(self, row: Row) -> bool:
-        value = row.get(self.column)
+        return self.matches_value(row.get(self.column))
+
+    def matches_value(self, value: Any) -> bool:
         if value is None:
             return False
         if self.casefold and isinstance(value, str):
@@ -105,8 +110,17 @@ class Searcher:
         self.conns = conns
         # Statements are built once per plan: a request only binds values.
         self._statements = plan.statements
+        # Per table, computed once per plan: the columns whose values lead to more rows.
+        links = plan.statements.get(("links",))
+        if links is None:
+            links = plan.statements[("links",)] = {
+                key: sorted(self._link_columns(tp)) for key, tp in plan.tables.items()}
+        self._links: dict[TableKey, list[str]] = links
+        self._normal: dict[tuple[Identity, str], str | None] = {}  # this search's, then gone
 
-    def find(self, given: Identities) -> Found:
+    def find(self, given: Identities, extra: list[Query] | None = None) -> Found:
+        """Every row of the person(s). `extra`: statements that do not depend on the search,
+        sent with its first round (one wait fewer); their results are in `found.extra`."""
         found = Found(given={k: set(v) for k, v in given.values.items()})
         for kind, values in given.values.items():
             for value in values:
@@ -115,7 +129,8 @@ class Searcher:
         # (table, column, strong) -> values discovered last round
         new_vals: dict[tuple[TableKey, str, bool], set[Any]] = {}
         seen_vals: dict[tuple[TableKey, str, bool], set[Any]] = defaultdict(set)
-        while new_ids or new_vals:
+        pending = list(extra or [])
+        while new_ids or new_vals or pending:
             found.rounds += 1
             next_ids = Identities()
             next_vals: dict[tuple[TableKey, str, bool], set[Any]] = defaultdict(set)
@@ -126,28 +141,38 @@ class Searcher:
                 conditions = self._conditions(tp, new_ids, new_vals, seen_vals)
                 if conditions:
                     work.append((tp, conditions, self._queries(tp, conditions)))
-            results = iter(self._run([q for _, _, queries in work for q in queries], found))
+            results = self._run([q for _, _, queries in work for q in queries] + pending,
+                                found)
             for tp, conditions, queries in work:
                 for _ in queries:
-                    for row in next(results):
-                        self._take(tp, dict(zip(tp.columns, row, strict=True)), conditions,
-                                   found, seen_vals, next_ids, next_vals)
+                    self._take_all(tp, next(results), conditions, found, seen_vals, next_ids,
+                                   next_vals)
+            found.extra += [next(results) for _ in pending]
+            pending = []
+            deque(results, maxlen=0)  # to its end: the pipeline closes, the cursors too
             new_ids, new_vals = next_ids, {k: v for k, v in next_vals.items() if v}
         return found
 
-    def _run(self, queries: list[Query], found: Found) -> list[list[tuple[Any, ...]]]:
-        """Results in the order of `queries`, each database's statements sent together."""
+    def _run(self, queries: list[Query], found: Found) -> Iterator[list[tuple[Any, ...]]]:
+        """Results in the order of `queries`, each database's statements sent together; with
+        one database, each result as it arrives."""
+        found.statements += len(queries)
         by_system: dict[str, list[int]] = defaultdict(list)
         for i, query in enumerate(queries):
             by_system[query[0].key.system].append(i)
+        if len(by_system) == 1:
+            system = next(iter(by_system))
+            big = sum(len(p) if isinstance(p, tuple | dict) else 1 for _, _, p in queries) \
+                > ARRAY_FROM or any(isinstance(v, list) for _, _, p in queries
+                                    if isinstance(p, dict) for v in p.values())
+            return self.conns.fetch_each(self.conns.connection(system), queries, stream=big)
         out: list[list[tuple[Any, ...]]] = [[] for _ in queries]
         for system, indexes in by_system.items():
             conn = self.conns.connection(system)
             rows = self.conns.fetch_all(conn, [queries[i] for i in indexes])
             for i, result in zip(indexes, rows, strict=True):
                 out[i] = result
-        found.statements += len(queries)
-        return out
+        return iter(out)
 
     def _conditions(self, tp: TablePlan, new_ids: Identities,
                     new_vals: dict[tuple[TableKey, str, bool], set[Any]],
@@ -208,6 +233,19 @@ class Searcher:
         shape = (tp.key, tuple((c.column, c.casefold) for c in batch),
                  tuple(sizes) if sizes else None, dialect.name)
         cached = self._statements.get(shape)
+        if cached is None and sizes is not None and dialect.name == "sqlite":
+            # SQLAlchemy's compiler takes tens of milliseconds for a list of 2,000 parameters,
+            # once per shape: SQLite's plain text is written directly (names quoted by the
+            # dialect, every value a parameter).
+            quote = dialect.identifier_preparer.quote
+            parts, order = [], []
+            for i, c in enumerate(batch):
+                column = f"lower({quote(c.column)})" if c.casefold else quote(c.column)
+                parts.append(f"{column} IN ({', '.join('?' * sizes[i])})")
+                order += [f"p{i}_{j}" for j in range(sizes[i])]
+            sql = (f"SELECT {', '.join(quote(c) for c in tp.columns)} "
+                   f"FROM {quote(tp.key.table)} WHERE {' OR '.join(parts)}")
+            cached = self._statements[shape] = (sql, tuple(order))
         if cached is None:
             tc = table_clause(tp)
             parts = []
@@ -225,6 +263,48 @@ class Searcher:
             order = tuple(compiled.positiontup) if compiled.positional else None
             cached = self._statements[shape] = (compiled.string, order)
         return cached
+
+    def _take_all(self, tp: TablePlan, results: list[tuple[Any, ...]],
+                  conditions: list[_Condition], found: Found,
+                  seen_vals: dict[tuple[TableKey, str, bool], set[Any]], next_ids: Identities,
+                  next_vals: dict[tuple[TableKey, str, bool], set[Any]]) -> None:
+        """_take for every row of one statement, the common case inline: what is per table
+        (positions, the sets a row's link values go to) is looked up once, not per row."""
+        key, columns = tp.key, tp.columns
+        rows, weak = found.rows[key], found.weak[key]
+        at = [columns.index(c) for c in tp.pk]
+        one = at[0] if len(at) == 1 else None
+        tests = [(columns.index(c.column), c) for c in conditions]
+        links: list[tuple[int, set[Any], set[Any]]] | None = None  # when a new row comes
+        identity = tp.identity_fields
+        for values in results:
+            pk = (values[one],) if one is not None else tuple(values[i] for i in at)
+            known = pk in rows
+            if known and pk not in weak:
+                continue  # already known strongly: nothing new can come of it
+            strong = False
+            for i, c in tests:
+                if c.strong and c.matches_value(values[i]):
+                    strong = True
+                    break
+            if not strong:
+                # Weak only, or matched by nothing (a collation's match): the careful path.
+                self._take(tp, dict(zip(columns, values, strict=True)), conditions, found,
+                           seen_vals, next_ids, next_vals)
+                continue
+            row = dict(zip(columns, values, strict=True))
+            rows[pk] = row
+            if known:
+                weak.discard(pk)
+            self._harvest(identity, row, found, next_ids)
+            if links is None:
+                links = [(columns.index(c), seen_vals[(key, c, True)],
+                          next_vals[(key, c, True)]) for c in self._links[key]]
+            for i, seen, fresh in links:
+                value = values[i]
+                if value is not None and value not in seen:
+                    seen.add(value)
+                    fresh.add(value)
 
     def _take(self, tp: TablePlan, row: Row, conditions: list[_Condition], found: Found,
               seen_vals: dict[tuple[TableKey, str, bool], set[Any]], next_ids: Identities,
@@ -250,7 +330,7 @@ class Searcher:
             self._harvest(tp.identity_fields, row, found, next_ids)
         else:
             found.weak[tp.key].add(pk)
-        for column in self._link_columns(tp):
+        for column in self._links[tp.key]:
             value = row.get(column)
             if value is not None and value not in seen_vals[(tp.key, column, strong)]:
                 seen_vals[(tp.key, column, strong)].add(value)
@@ -275,14 +355,28 @@ class Searcher:
 
     def _harvest(self, fields: list[FieldPlan], row: Row, found: Found,
                  next_ids: Identities) -> None:
+        known = found.identities.values
         for f in fields:
             value = row.get(f.name)
             kind = f.decl.identity
-            if not isinstance(value, str) or kind is None or f.holds_erased(value):
+            if not isinstance(value, str) or kind is None:
+                continue
+            if value in known.get(kind, ()):
+                continue  # stored as already known (normalising is idempotent): nothing new
+            if f.holds_erased(value):
                 continue  # an erased value (a pseudonym, a mask) identifies nobody
-            try:
-                normal = normalise(kind, value, self.plan.region)
-            except IdentityError:
+            normal = self._normalised(kind, value)
+            if normal is None:
                 continue  # an erased or malformed value identifies nobody
             if found.identities.add(kind, normal):
                 next_ids.add(kind, normal)
+
+    def _normalised(self, kind: Identity, value: str) -> str | None:
+        """normalise(), remembered for this search only (parsing a phone number is slow)."""
+        key = (kind, value)
+        if key not in self._normal:
+            try:
+                self._normal[key] = normalise(kind, value, self.plan.region)
+            except IdentityError:
+                self._normal[key] = None
+        return self._normal[key]

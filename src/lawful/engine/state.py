@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from lawful.engine.identities import Identities
-from lawful.keys import decrypt, encrypt, keyed_hash, state_dir
+from lawful.keys import decrypt, encrypt, keyed_hash, keyed_hashes, state_dir
 from lawful.manifest.model import Identity
 
 metadata = sa.MetaData()
@@ -66,8 +66,10 @@ def store_url() -> str:
     if url:
         return url
     path = state_dir() / "lawful.db"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path}"
+    url = f"sqlite:///{path}"
+    if url not in _ENGINES:  # made when its engine was
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return url
 
 
 def store() -> sa.Engine:
@@ -101,9 +103,23 @@ def _sqlite_wal(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite(conn: sa.Connection) -> Any | None:
+    """The driver's own connection when the store is SQLite: the engine writes to its store a
+    few times per request, and a Core statement costs several times the SQLite work."""
+    return conn.connection.dbapi_connection if conn.dialect.name == "sqlite" else None
+
+
+def _stamp(conn: sa.Connection, value: dt.datetime) -> Any:
+    """A datetime as SQLAlchemy stores it in this database (SQLite: its text form)."""
+    process = runs.c.created_at.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    return process(value) if process else value
+
+
 def identity_hashes(identities: Identities) -> list[tuple[str, str]]:
-    return [(keyed_hash(f"{kind.value}:{value}", "identity"), kind.value)
-            for kind, values in identities.values.items() for value in sorted(values)]
+    kinds = [(kind.value, value) for kind, values in identities.values.items()
+             for value in sorted(values)]
+    digests = keyed_hashes([f"{kind}:{value}" for kind, value in kinds], "identity")
+    return [(digest, kind) for digest, (kind, _) in zip(digests, kinds, strict=True)]
 
 
 def request_digest(action: str, identities: Identities) -> str:
@@ -115,6 +131,12 @@ def open_run(run_id: str, action: str, digest: str, manifest_digest: str,
              payload: dict[str, Any]) -> None:
     blob = encrypt(json.dumps(payload, default=str).encode())
     with store().begin() as conn:
+        raw = _sqlite(conn)
+        if raw is not None:
+            raw.execute("INSERT INTO engine_run (id, action, request_digest, manifest_digest, "
+                        "status, payload, created_at) VALUES (?, ?, ?, ?, 'planned', ?, ?)",
+                        (run_id, action, digest, manifest_digest, blob, _stamp(conn, now())))
+            return
         conn.execute(runs.insert().values(
             id=run_id, action=action, request_digest=digest, manifest_digest=manifest_digest,
             status="planned", payload=blob, created_at=now()))
@@ -130,16 +152,32 @@ class Unfinished:
 def unfinished_run(action: str, digest: str) -> Unfinished | None:
     """The newest run of the same request that was planned but never closed (a crash)."""
     with store().connect() as conn:
-        row = conn.execute(sa.select(runs.c.id, runs.c.payload, runs.c.manifest_digest).where(
-            runs.c.action == action, runs.c.request_digest == digest,
-            runs.c.status == "planned").order_by(runs.c.created_at.desc())).first()
-    if row is None or row.payload is None:
+        raw = _sqlite(conn)
+        if raw is not None:
+            cursor = raw.execute(
+                "SELECT id, payload, manifest_digest FROM engine_run WHERE action = ? AND "
+                "request_digest = ? AND status = 'planned' ORDER BY created_at DESC LIMIT 1",
+                (action, digest))
+            row = cursor.fetchone()
+            cursor.close()
+        else:
+            row = conn.execute(sa.select(runs.c.id, runs.c.payload, runs.c.manifest_digest
+                                         ).where(
+                runs.c.action == action, runs.c.request_digest == digest,
+                runs.c.status == "planned").order_by(runs.c.created_at.desc())).first()
+    if row is None or row[1] is None:
         return None
-    return Unfinished(row.id, row.manifest_digest, json.loads(decrypt(row.payload)))
+    return Unfinished(row[0], row[2], json.loads(decrypt(row[1])))
 
 
 def record_step(run_id: str, system: str, detail: dict[str, Any]) -> None:
     with store().begin() as conn:
+        raw = _sqlite(conn)
+        if raw is not None:  # the first record of a step stays, as below
+            raw.execute("INSERT OR IGNORE INTO engine_run_step (run_id, system, detail, done_at) "
+                        "VALUES (?, ?, ?, ?)", (run_id, system, json.dumps(detail, default=str),
+                                                _stamp(conn, now())))
+            return
         exists = conn.execute(sa.select(run_steps.c.system).where(
             run_steps.c.run_id == run_id, run_steps.c.system == system)).first()
         if exists is None:
@@ -151,25 +189,61 @@ def record_step(run_id: str, system: str, detail: dict[str, Any]) -> None:
 def close_run(run_id: str, summary: dict[str, Any]) -> None:
     """Mark done and drop the encrypted plan: the values it held are erased now."""
     with store().begin() as conn:
-        conn.execute(runs.update().where(runs.c.id == run_id).values(
-            status="done", payload=None, summary=json.dumps(summary, default=str),
-            finished_at=now()))
+        _close(conn, run_id, summary)
+
+
+def _close(conn: sa.Connection, run_id: str, summary: dict[str, Any]) -> None:
+    raw = _sqlite(conn)
+    if raw is not None:
+        raw.execute("UPDATE engine_run SET status = 'done', payload = NULL, summary = ?, "
+                    "finished_at = ? WHERE id = ?",
+                    (json.dumps(summary, default=str), _stamp(conn, now()), run_id))
+        return
+    conn.execute(runs.update().where(runs.c.id == run_id).values(
+        status="done", payload=None, summary=json.dumps(summary, default=str),
+        finished_at=now()))
+
+
+def suppress_and_close(identities: Identities, reason: str, run_id: str,
+                       summary: dict[str, Any]) -> int:
+    """suppress() and close_run() in one transaction of the store: both or neither."""
+    with store().begin() as conn:
+        added = _suppress(conn, identities, reason)
+        _close(conn, run_id, summary)
+    return added
 
 
 def suppress(identities: Identities, reason: str) -> int:
     """Remember erased identities as keyed hashes, so a later import does not re-contact."""
-    pairs = dict(identity_hashes(identities))
     with store().begin() as conn:
-        digests = list(pairs)
-        for start in range(0, len(digests), 1000):
-            chunk = digests[start:start + 1000]
-            for row in conn.execute(sa.select(suppression.c.hash).where(
-                    suppression.c.hash.in_(chunk))):
-                pairs.pop(row.hash, None)
-        if pairs:
-            conn.execute(suppression.insert(), [
-                {"hash": d, "kind": k, "reason": reason, "added_at": now()}
-                for d, k in pairs.items()])
+        return _suppress(conn, identities, reason)
+
+
+def _suppress(conn: sa.Connection, identities: Identities, reason: str) -> int:
+    pairs = dict(identity_hashes(identities))
+    if conn.dialect.name == "sqlite" and pairs:
+        # A batch adds tens of thousands: the driver's executemany, the duplicates ignored by
+        # the primary key, the count of rows added from the connection's own change counter.
+        added = _stamp(conn, now())
+        raw: Any = conn.connection.dbapi_connection
+        before = raw.total_changes
+        cursor = raw.cursor()
+        cursor.executemany("INSERT OR IGNORE INTO engine_suppression (hash, kind, reason, "
+                           "added_at) VALUES (?, ?, ?, ?)",
+                           [(d, k, reason, added) for d, k in pairs.items()])
+        cursor.close()
+        return raw.total_changes - before
+    digests = list(pairs)
+    for start in range(0, len(digests), 1000):
+        chunk = digests[start:start + 1000]
+        for row in conn.execute(sa.select(suppression.c.hash).where(
+                suppression.c.hash.in_(chunk))):
+            pairs.pop(row.hash, None)
+    if pairs:
+        added_at = now()
+        conn.execute(suppression.insert(), [
+            {"hash": d, "kind": k, "reason": reason, "added_at": added_at}
+            for d, k in pairs.items()])
     return len(pairs)
 
 
@@ -194,6 +268,22 @@ def restricted_any(identities: Identities) -> bool:
     pairs = identity_hashes(identities)
     if not pairs:
         return False
-    with store().connect() as conn:
+    digests = [d for d, _ in pairs]
+    engine = store()
+    if engine.dialect.name == "sqlite":
+        # Asked on every access: the driver directly, without a Core statement's overhead.
+        raw = engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            for start in range(0, len(digests), 500):
+                chunk = digests[start:start + 500]
+                cursor.execute("SELECT 1 FROM engine_restriction WHERE hash IN "
+                               f"({', '.join('?' * len(chunk))}) LIMIT 1", chunk)
+                if cursor.fetchone() is not None:
+                    return True
+            return False
+        finally:
+            raw.close()
+    with engine.connect() as conn:
         return conn.execute(sa.select(restrictions.c.hash).where(
-            restrictions.c.hash.in_([d for d, _ in pairs]))).first() is not None
+            restrictions.c.hash.in_(digests))).first() is not None
