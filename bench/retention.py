@@ -9,7 +9,10 @@ For each row count, in schema --schema (default lawful_ret_bench): loads that ma
 2. reloads the same rows and deletes them with one hand-written statement (same conditions:
    the visitor's last visit, restricted customers skipped);
 3. the same two for anonymisation (the rule's action set to anonymise).
-Prints times, the ratio lawful / hand-written and lawful's peak RSS.
+Prints times, the ratio lawful / hand-written and lawful's peak RSS. With --repeat N each pair
+(lawful, then hand-written, each on freshly loaded rows) runs N times and the medians are
+printed: the ratio is the median of the N pairs' ratios (on a shared, noisy machine a pair run
+back to back sees the same load), with the lowest and highest pair's ratio beside it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 from urllib.parse import quote
 
 import sqlalchemy as sa
@@ -132,6 +136,9 @@ def main() -> None:
     parser.add_argument("--schema", default="lawful_ret_bench")
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--batch", type=int, default=50_000)
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--actions", nargs="+", default=["delete", "anonymise"],
+                        choices=["delete", "anonymise"])
     parser.add_argument("--child")
     args = parser.parse_args()
     if args.child:
@@ -139,19 +146,28 @@ def main() -> None:
         return
     if not args.url or not args.url.startswith("postgresql"):
         sys.exit("give --url of a PostgreSQL database (or set LAWFUL_TEST_POSTGRES_URL)")
-    print("| rows | action | lawful | hand-written | ratio | lawful peak RSS |")
-    print("|---:|---|---:|---:|---:|---:|")
+    print("| rows | action | batch | lawful | hand-written | ratio | (pairs: min–max) "
+          "| lawful peak RSS |")
+    print("|---:|---|---:|---:|---:|---:|---|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         for rows in args.rows:
-            for action in ("delete", "anonymise"):
-                url = load(args.url, args.schema, rows)
-                manifest = manifest_file(url, action, Path(tmp))
-                mine = lawful_run(manifest, args.batch, Path(tmp) / f"state-{rows}-{action}")
-                url = load(args.url, args.schema, rows)
-                hand, count = hand_run(url, action)
-                assert count == mine["rows"] == rows, (count, mine["rows"], rows)
-                print(f"| {rows:,} | {action} | {mine['seconds']:.2f} s | {hand:.2f} s | "
-                      f"{mine['seconds'] / hand:.2f} | {mine['rss_mb']:.0f} MB |", flush=True)
+            for action in args.actions:
+                pairs = []
+                for i in range(args.repeat):
+                    url = load(args.url, args.schema, rows)
+                    manifest = manifest_file(url, action, Path(tmp))
+                    mine = lawful_run(manifest, args.batch,
+                                      Path(tmp) / f"state-{rows}-{action}-{i}")
+                    url = load(args.url, args.schema, rows)
+                    hand, count = hand_run(url, action)
+                    assert count == mine["rows"] == rows, (count, mine["rows"], rows)
+                    pairs.append((mine["seconds"], hand, mine["rss_mb"]))
+                ratios = sorted(m / h for m, h, _ in pairs)
+                print(f"| {rows:,} | {action} | {args.batch:,} | "
+                      f"{median(m for m, _, _ in pairs):.2f} s | "
+                      f"{median(h for _, h, _ in pairs):.2f} s | {median(ratios):.2f} | "
+                      f"{ratios[0]:.2f}–{ratios[-1]:.2f} ({len(pairs)}) | "
+                      f"{max(r for _, _, r in pairs):.0f} MB |", flush=True)
 
 
 if __name__ == "__main__":

@@ -282,6 +282,55 @@ def test_batches_are_journaled_with_a_digest_of_the_keys(kerf: Kerf) -> None:
         b.batches for b in result.bindings)
 
 
+def test_a_batch_meeting_a_concurrent_change_is_picked_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL: a batch's keys are picked and recorded, then its key range is deleted under
+    the same snapshot. Another transaction making a picked visit recent in between fails the
+    batch (serialization failure); it is picked again without that visitor's visits, and the
+    end state and the proof are those of a run started after the change."""
+    from lawful.retention import sweep
+
+    monkeypatch.setenv("LAWFUL_SECRET_KEY", "retention-test-secret-key")
+    today = dt.date(2025, 6, 1)
+    urls = {name: backend_url("postgres", f"ret_concurrent_{name}", tmp_path)
+            for name in ("during", "before")}
+    for url in urls.values():
+        generate(url, 120, seed=5)
+    due_visit = """SELECT min(w.id) FROM web_visit w WHERE w.visited_at < '2024-06-01'
+        AND NOT EXISTS (SELECT 1 FROM web_visit o WHERE o.visitor_id = w.visitor_id
+                        AND o.visited_at >= '2024-06-01')"""
+    visit = scalar(urls["during"], due_visit)
+    assert visit is not None and visit == scalar(urls["before"], due_visit)
+    recent = "UPDATE web_visit SET visited_at = '2025-05-30' WHERE id = :id"
+    picks: list[str] = []
+
+    def meanwhile(where: str) -> None:
+        if where == "retention:web_visit:picked":
+            picks.append(where)
+            if len(picks) == 1:  # another transaction, committed between the two statements
+                execute(urls["during"], recent, [{"id": visit}])
+
+    execute(urls["before"], recent, [{"id": visit}])
+    results = {}
+    for name in ("before", "during"):
+        monkeypatch.setenv("KERF_DATABASE_URL", urls[name])
+        monkeypatch.setenv("LAWFUL_STATE_DIR", str(tmp_path / f"state-{name}"))
+        if name == "during":
+            monkeypatch.setattr(sweep, "_fault_point", meanwhile)
+        results[name] = run(kerf_plan(), today)
+    assert len(picks) == 2  # the first attempt failed, the second went through
+    assert snapshot(urls["during"]) == snapshot(urls["before"])
+    assert scalar(urls["during"], "SELECT count(*) FROM web_visit WHERE id = :id", id=visit)
+    done = {name: {(b.rule, b.table, b.field): b.done for b in r.bindings}
+            for name, r in results.items()}
+    assert done["during"] == done["before"]
+    for name, url in urls.items():  # each deleted visit recorded once, in the database's proof
+        recorded = scalar(url, f"SELECT sum(row_count) FROM {journal.BATCH_TABLE} "
+                               "WHERE tbl = 'shop.web_visit'")
+        assert recorded == next(b.done for b in results[name].bindings
+                                if b.table == "web_visit") > 0
+
+
 def test_restricted_and_held_persons_are_skipped_and_reported(kerf: Kerf) -> None:
     email = kerf.one("""SELECT c.email FROM customer c WHERE EXISTS (SELECT 1 FROM web_visit w
         WHERE w.customer_id = c.id AND w.visited_at < '2023-01-01') AND EXISTS (SELECT 1 FROM

@@ -6,6 +6,14 @@ process killed at any point leaves whole batches done and recorded and nothing h
 due condition is evaluated again by every batch and every run, so a restarted run continues
 where the killed one stopped, and a second run finds nothing to do.
 
+On PostgreSQL a batch is two statements in one REPEATABLE READ transaction (one snapshot):
+the first picks the batch's keys, digests them and writes the proof record; the second
+deletes (or updates) the rows of the key range `last < pk <= hi` that are due, evaluated as one
+set (hash joins, as a hand-written statement would), and must touch exactly as many rows as
+were picked. Under one snapshot the due rows of that range are exactly the picked ones; a row
+changed by another transaction in between makes the batch fail with a serialization error, and
+it is tried again.
+
 Deletions go first, children before parents; a row still referenced by a row that stays is
 left for later. Restricted persons (the table's column, the column of the row the row belongs
 to, or lawful's list) and rows under a legal hold are skipped and reported.
@@ -35,6 +43,7 @@ from lawful.retention.rules import Binding, Sql
 
 BATCH = 50_000
 IN_CHUNK = 2_000
+RETRIES = 5  # a PostgreSQL batch that met a concurrent change (serialization failure)
 
 Progress = Callable[[Binding, int], None]
 
@@ -176,18 +185,26 @@ class Sweeper:
         last: tuple[Any, ...] | None = None
         while True:
             seq += 1
-            try:
-                with self.engine.begin() as conn:
+            for attempt in range(RETRIES):
+                try:
                     if self.fast:
-                        picked, last, _ = self._fast(conn, last, seq)
-                        n = picked
+                        with self.engine.connect().execution_options(
+                                isolation_level="REPEATABLE READ") as conn, conn.begin():
+                            picked, last = self._fast(conn, last, seq)
+                            n = picked
+                            _fault_point(f"retention:{self.b.key.table}:before-commit")
                     else:
-                        picked, n, last = self._generic(conn, last, seq)
-                    _fault_point(f"retention:{self.b.key.table}:before-commit")
-            except sa.exc.DBAPIError as exc:
-                raise EngineError(f"system {self.b.key.system!r}, table {self.b.key.table!r}, "
-                                  f"retention rule {self.b.rule.id!r}: "
-                                  f"{statement_error(exc.orig)}") from None
+                        with self.engine.begin() as conn:
+                            picked, n, last = self._generic(conn, last, seq)
+                            _fault_point(f"retention:{self.b.key.table}:before-commit")
+                    break
+                except sa.exc.DBAPIError as exc:
+                    if getattr(exc.orig, "sqlstate", None) == "40001" and attempt < RETRIES - 1:
+                        continue  # a row of the batch changed meanwhile: pick again
+                    raise EngineError(f"system {self.b.key.system!r}, table "
+                                      f"{self.b.key.table!r}, retention rule "
+                                      f"{self.b.rule.id!r}: {statement_error(exc.orig)}"
+                                      ) from None
             if n:
                 result.done += n
                 result.batches += 1
@@ -200,43 +217,60 @@ class Sweeper:
                 result.restricted += self.listed
                 return seq
 
-    # --- PostgreSQL: one statement per batch, keys and digest never leave the server --------
+    # --- PostgreSQL: keys and digest never leave the server -----------------------------------
 
     def _fast(self, conn: sa.Connection, last: tuple[Any, ...] | None, seq: int
-              ) -> tuple[int, tuple[Any, ...] | None, str]:
-        quote = conn.dialect.identifier_preparer.quote
+              ) -> tuple[int, tuple[Any, ...] | None]:
+        """One batch, in a REPEATABLE READ transaction: (rows changed, the batch's last key).
+
+        1. pick the next keys that are due (`pk > last ORDER BY pk LIMIT n`), digest them and
+           insert the proof record, in one statement;
+        2. delete or update the rows of the range (last, hi] that are due: under the same
+           snapshot these are exactly the picked rows, and the database evaluates the due
+           condition over the range as a set (hash anti-joins) rather than row by row. The
+           count must match the proof; a row changed meanwhile by another transaction fails
+           the statement (serialization failure) and the batch is tried again.
+
+        (Joining the picked keys back to the table instead, `DELETE … USING picked`, made the
+        planner hash-join them against a sequential scan of the whole table in every batch.)
+        """
         pk = self.pk[0]
         where = [self.due] + ([pk > last[0]] if last else [])
-        picked = sa.select(pk).where(*where).order_by(pk).limit(self.size)
+        picked = sa.select(pk.label("k")).where(*where).order_by(pk).limit(self.size)
         compiled = picked.compile(dialect=conn.dialect,
                                   compile_kwargs={"render_postcompile": True})
         params = dict(compiled.params)
-        table, key = quote(self.b.key.table), quote(self.b.tp.pk[0])
-        if self.b.deletes:
-            change = f"DELETE FROM {table} USING picked WHERE {table}.{key} = picked.{key}"
-        else:
-            sets = []
-            for i, f in enumerate(self.b.fields):
-                value = _replacement(self.b.field_plan(f), "x", None)
-                params[f"lawful_v{i}"] = value
-                sets.append(f"{quote(f.name)} = %(lawful_v{i})s")
-            change = (f"UPDATE {table} SET {', '.join(sets)} FROM picked "
-                      f"WHERE {table}.{key} = picked.{key}")
         params.update(lawful_run=self.run_id, lawful_seq=seq, lawful_rule=self.b.rule.id,
                       lawful_tbl=self._label(), lawful_action=self.b.action.value)
+        # the digest as journal.digest computes it: the keys as text, in key order, joined by
+        # "," (array_agg sorts the bare keys: cheaper than string_agg(k::text ORDER BY k))
         sql = (
             f"WITH picked AS ({compiled.string}), "
-            f"done AS ({change} RETURNING {table}.{key} AS k), "
             "agg AS (SELECT count(*) AS n, min(k) AS lo, max(k) AS hi, "
-            "encode(sha256(convert_to(coalesce(string_agg(k::text, ',' ORDER BY k), ''), "
-            "'UTF8')), 'hex') AS d FROM done), "
+            "encode(sha256(convert_to(coalesce(array_to_string(array_agg(k ORDER BY k), ','), "
+            "''), 'UTF8')), 'hex') AS d FROM picked), "
             f"rec AS (INSERT INTO {journal.BATCH_TABLE} (run_id, seq, rule, tbl, action, "
             "row_count, first_key, last_key, digest, done_at) "
             "SELECT %(lawful_run)s, %(lawful_seq)s, %(lawful_rule)s, %(lawful_tbl)s, "
             "%(lawful_action)s, n, lo::text, hi::text, d, now() FROM agg WHERE n > 0) "
-            "SELECT n, hi, d FROM agg")
-        n, hi, digest = conn.exec_driver_sql(sql, params).one()
-        return int(n), (hi,) if hi is not None else last, digest
+            "SELECT n, hi FROM agg")
+        n, hi = conn.exec_driver_sql(sql, params).one()
+        n = int(n)
+        if not n:
+            return 0, last
+        _fault_point(f"retention:{self.b.key.table}:picked")
+        where = [*where, pk <= hi]
+        if self.b.deletes:
+            change: Any = sa.delete(self.t).where(*where)
+        else:
+            change = sa.update(self.t).where(*where).values(
+                {f.name: _replacement(self.b.field_plan(f), "x", None) for f in self.b.fields})
+        changed = conn.execute(change).rowcount
+        if changed != n:  # cannot happen under one snapshot; never commit a wrong proof
+            raise EngineError(f"system {self.b.key.system!r}, table {self.b.key.table!r}, "
+                              f"retention rule {self.b.rule.id!r}: {changed} rows changed "
+                              f"where {n} were picked; the batch was rolled back")
+        return n, (hi,)
 
     # --- every backend: keys read, then changed by key ---------------------------------------
 
@@ -325,7 +359,8 @@ def _chunks(keys: list[tuple[Any, ...]]) -> list[list[tuple[Any, ...]]]:
 
 
 def _fault_point(where: str) -> None:
-    """Test hook, as the engine's: pause at `where` so a test can SIGKILL the process."""
+    """Test hook, as the engine's: pause at `where` so a test can SIGKILL the process (tests
+    also replace it, to change rows between a batch's two statements)."""
     if os.environ.get("LAWFUL_TEST_PAUSE_AT") == where:
         print(f"paused at {where}", flush=True)
         time.sleep(float(os.environ.get("LAWFUL_TEST_PAUSE_SECONDS", "30")))
