@@ -5,10 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -89,3 +91,35 @@ def test_cli_plan_run_hold_release_journal(tmp_path: Path) -> None:
     assert lawful(["retention", "release", "--email", "nobody@example.com"], tmp_path,
                   **env).returncode == 0
     assert "no legal holds" in lawful(["retention", "holds"], tmp_path, **env).stderr
+
+
+def test_the_beat_task_enforces_retention_once_a_day(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """`lawful worker --beat` runs the `lawful.retention` task daily: it deletes what is due,
+    and run again the same day it finds nothing more (idempotent)."""
+    from lawful import tasks
+    from lawful.demo.generate import generate
+
+    shop = tmp_path / "kerf.db"
+    generate(f"sqlite:///{shop}", 30, 4)
+    monkeypatch.setenv("KERF_DATABASE_URL", f"sqlite:///{shop}")
+    monkeypatch.setenv("LAWFUL_MANIFEST", str(KERF))
+    monkeypatch.setenv("LAWFUL_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("LAWFUL_SECRET_KEY", "beat-test-secret-key")
+    monkeypatch.setenv("LAWFUL_TODAY", "2026-11-22")
+    assert "enforce-retention" in tasks.celery_app.conf.beat_schedule
+    tasks._service.cache_clear()
+
+    def visits() -> int:
+        with sqlite3.connect(shop) as conn:
+            return int(conn.execute("SELECT count(*) FROM web_visit").fetchone()[0])
+
+    before = visits()
+    try:
+        first = tasks.retention.run()
+        after = visits()
+        second = tasks.retention.run()
+    finally:
+        tasks._service.cache_clear()
+    assert first["done"] > 0 and after < before
+    assert second["done"] == 0 and visits() == after

@@ -401,7 +401,8 @@ Staff endpoints take this privacy-lead key (shown once):
 
 @app.command()
 def worker(
-    beat: Annotated[bool, typer.Option("--beat", help="Also schedule the daily purge.")] = False,
+    beat: Annotated[bool, typer.Option(
+        "--beat", help="Also schedule the daily retention run and request purge.")] = False,
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, max=64)] = 1,
     manifest: ManifestOpt = None,
 ) -> None:

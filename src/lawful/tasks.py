@@ -1,6 +1,6 @@
 """Tasks: in process on the embedded default; on Celery workers when LAWFUL_BROKER_URL names a
 Redis or RabbitMQ broker (`lawful worker` runs one; `lawful worker --beat` also schedules the
-daily purge of old request records).
+daily retention run and the daily purge of old request records).
 
 Messages are acknowledged only after the task finished (acks_late) and given back when a
 worker dies (reject_on_worker_lost), so a request whose worker was killed completes once a
@@ -47,8 +47,12 @@ def _make(url: str | None, queue: str, current: bool = True) -> Celery:
             "unacked_restore_interval": max(1, min(10, visibility)),
             "unacked_restore_throttle": 1},
         task_default_queue=queue,
-        beat_schedule={"purge-request-records": {
-            "task": "lawful.purge", "schedule": crontab(hour=3, minute=17)}},
+        beat_schedule={
+            "purge-request-records": {
+                "task": "lawful.purge", "schedule": crontab(hour=3, minute=17)},
+            # Retention is idempotent: a day missed is caught up the next day.
+            "enforce-retention": {
+                "task": "lawful.retention", "schedule": crontab(hour=2, minute=31)}},
     )
     return app
 
@@ -102,6 +106,19 @@ def execute(self: Task, request_id: str) -> str:
 @celery_app.task(name="lawful.purge")
 def purge() -> int:
     return _service().purge()
+
+
+@celery_app.task(name="lawful.retention")
+def retention() -> dict[str, object]:
+    """`lawful retention run`, as the daily beat schedules it (`lawful worker --beat`)."""
+    from lawful.retention.prepare import today_from
+    from lawful.retention.sweep import run
+
+    service = _service()
+    if not service.manifest.systems:
+        return {"run": None, "done": 0}
+    result = run(service.plan, today_from(None))
+    return {"run": result.run_id, "done": result.done}
 
 
 def enqueue(request_id: str, service: Service | None = None) -> None:
