@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import schemathesis
 import sqlalchemy as sa
+import yaml
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 
@@ -25,9 +26,11 @@ from lawful.api.auth import Role, create, revoke
 from lawful.api.limits import MAX_BODY, RateLimiter
 from lawful.demo.generate import generate
 from lawful.manifest import load_located
+from lawful.manifest.load import located_from_text
 from lawful.requests import mail
 from lawful.requests.workflow import Service
 from lawful.store import db
+from lawful.store.models import Package
 from tests.conftest import KERF
 
 
@@ -157,14 +160,42 @@ def test_codes_cannot_be_brute_forced(world: Any) -> None:
 
 
 def test_public_endpoints_are_rate_limited(world: Any) -> None:
-    _, service, url = world
-    (address,) = emails(url, 1)
+    _, service, _ = world
     limited = TestClient(create_app(service, RateLimiter(per_minute=5)))
-    codes = [limited.post("/v1/requests", json={"type": "access", "email": address}
-                          ).status_code for _ in range(7)]
+    codes = [limited.post("/v1/requests", json={"type": "access",
+                                                "email": f"someone{i}@example.org"}
+                          ).status_code for i in range(7)]
     assert codes[:5] == [201] * 5 and codes[5:] == [429, 429]
-    refused = limited.post("/v1/requests", json={"type": "access", "email": address})
+    refused = limited.post("/v1/requests", json={"type": "access",
+                                                 "email": "someone@example.org"})
     assert int(refused.headers["Retry-After"]) > 0
+
+
+def test_one_address_gets_a_few_codes_a_day_however_many_clients_ask(world: Any) -> None:
+    """Each unverified request brings five guesses and an e-mail to the address: a cap per
+    address keeps guessing (from many clients) and mail-bombing out of reach."""
+    client, _, url = world
+    (address,) = emails(url, 1)
+    codes = [client.post("/v1/requests", json={"type": "access", "email": address}
+                         ).status_code for _ in range(5)]
+    assert codes == [201, 201, 201, 429, 429]
+    with db.session() as s:
+        assert len([m for m in mail.show(s, None) if m.to == address]) == 3
+
+
+def test_without_identity_verification_nothing_runs_by_itself(
+        world: Any, kerf_data: dict[str, Any], tmp_path: Path) -> None:
+    """`verify_identity: false` means anyone may name any address: the request is recorded,
+    but even an access request waits for a staff member to execute it."""
+    _, _, url = world
+    kerf_data["rights"]["verify_identity"] = False
+    manifest = located_from_text(yaml.safe_dump(kerf_data), str(tmp_path / "k.yaml")).manifest
+    open_service = Service(manifest, base_url="http://testserver")
+    (address,) = emails(url, 1)
+    request, _ = open_service.submit("access", address)
+    assert request.status == "verified"
+    with db.session() as s:
+        assert s.get(Package, request.id) is None
 
 
 def test_bad_bodies_are_refused_clearly(world: Any) -> None:

@@ -611,10 +611,14 @@ def test_repeated_identical_requests_are_flagged(world: World) -> None:
     other_kind, _ = submitted(svc, "access", "again@example.org")
     other_person, _ = submitted(svc, "erasure", "else@example.org")
     assert row(other_kind).repeat_of is None and row(other_person).repeat_of is None
+    # A day apart each: an address gets at most three unverified requests a day.
+    world.clock.advance(days=1)
     fix_a, _ = submitted(svc, "rectification", "again@example.org",
                          {"set": {"customer.first_name": "Ann"}})
+    world.clock.advance(days=1)
     fix_b, _ = submitted(svc, "rectification", "again@example.org",
                          {"set": {"customer.first_name": "Anna"}})
+    world.clock.advance(days=1)
     fix_c, _ = submitted(svc, "rectification", "again@example.org",
                          {"set": {"customer.first_name": "Anna"}})
     assert row(fix_a).repeat_of is None and row(fix_b).repeat_of is None

@@ -66,6 +66,11 @@ def revoke(key_id: str, actor: str = "cli") -> bool:
     return bool(done)
 
 
+def remembered(key: str) -> bool:
+    """Whether this exact key was verified before in this process (no argon2 needed)."""
+    return hashlib.sha256(key.encode()).hexdigest() in _verified
+
+
 def authenticate(key: str) -> Staff | None:
     parts = key.split("_", 2) if key else []
     if len(parts) != 3 or parts[0] != "lk" or len(parts[1]) != 12:

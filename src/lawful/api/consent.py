@@ -22,8 +22,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from lawful.api.auth import Role, Staff, authenticate
-from lawful.api.deps import role, service_of, throttle
+from lawful.api.auth import Role, Staff
+from lawful.api.deps import checked_key, role, service_of, throttle
 from lawful.consent import unsubscribe
 from lawful.consent.contact import may_contact
 from lawful.consent.ledger import Action, Channel, Ledger, Recorded, Subject
@@ -48,12 +48,13 @@ async def ledger_of(request: Request) -> Ledger:
 Book = Annotated[Ledger, Depends(ledger_of)]
 
 
-async def maybe_staff(authorization: Annotated[str | None, Header(max_length=300)] = None,
+async def maybe_staff(request: Request,
+                      authorization: Annotated[str | None, Header(max_length=300)] = None,
                       x_api_key: Annotated[str | None, Header(max_length=300)] = None
                       ) -> Staff | None:
-    key = x_api_key or (authorization[7:] if authorization and
-                        authorization.lower().startswith("bearer ") else "")
-    return await run_in_threadpool(authenticate, key.strip()) if key else None
+    if not (authorization or x_api_key):
+        return None
+    return await run_in_threadpool(checked_key, request, authorization, x_api_key)
 
 
 Caller = Annotated[Staff | None, Depends(maybe_staff)]

@@ -23,6 +23,8 @@ class RateLimiter:
         self.per_minute = per_minute or int(os.environ.get("LAWFUL_RATE_LIMIT", "60"))
         self._hits: dict[tuple[str, str], deque[float]] = defaultdict(deque)
         self._lock = threading.Lock()
+        self._swept = 0.0
+        self.max_clients = 100_000
 
     def allow(self, client: str, bucket: str, share: float = 1.0) -> float | None:
         """None if allowed; else seconds to wait."""
@@ -35,8 +37,11 @@ class RateLimiter:
             if len(hits) >= limit:
                 return 60 - (at - hits[0])
             hits.append(at)
-            if len(self._hits) > 100_000:  # forget idle clients rather than grow forever
-                for key in [k for k, v in self._hits.items() if not v][:50_000]:
+            if len(self._hits) > self.max_clients and at - self._swept > 1:
+                # Forget clients idle for a minute (their window is empty by now); at most one
+                # sweep a second, so a flood of new addresses cannot make every call slow.
+                self._swept = at
+                for key in [k for k, v in self._hits.items() if not v or at - v[-1] > 60]:
                     del self._hits[key]
         return None
 

@@ -64,3 +64,7 @@ class Conflict(ServiceError):
 
 class Locked(ServiceError):
     status = 423
+
+
+class Throttled(ServiceError):
+    status = 429

@@ -94,7 +94,9 @@ def deliver() -> int:
     try:
         client = _connect(url)
     except (OSError, smtplib.SMTPException, ValueError) as exc:
-        _failed(ids, f"cannot reach the mail server: {exc}")
+        # The server is down, not the message at fault: keep trying at every upkeep without
+        # using up the messages' attempts, so an outage never loses a code or a notice.
+        _failed(ids, f"cannot reach the mail server: {exc}", counted=True)
         return 0
     with client:
         for message_id in ids:

@@ -38,6 +38,7 @@ from lawful.requests.kinds import (
     ObjectionTo,
     RefusalGrounds,
     Status,
+    Throttled,
 )
 from lawful.store import audit, db
 from lawful.store.models import Notification, OutboxMessage, Package, Request, Verification
@@ -49,6 +50,7 @@ CODE_DIGITS = 6
 CODE_VALID = dt.timedelta(minutes=15)
 MAX_FAILURES = 5  # wrong codes before the request is locked
 MAX_CODES = 3  # codes sent per request: resending must not reset the brute-force budget
+MAX_OPEN = 3  # unverified requests per address and day (each has its own five guesses)
 REPEAT_WINDOW = dt.timedelta(days=365)
 MAX_TEXT = 2000  # reasons, notes
 
@@ -115,6 +117,7 @@ class Service:
         digest = keyed_hash(json.dumps([chosen.value, clean], sort_keys=True), "request")
         identity_hash = keyed_hash(f"email:{address}", "identity")
         with db.transaction() as s:
+            self._within_budget(s, identity_hash, received)
             repeat = s.execute(sa.select(Request.id).where(
                 Request.identity_hash == identity_hash, Request.type == chosen.value,
                 Request.details_digest == digest, Request.status != Status.refused.value,
@@ -137,6 +140,18 @@ class Service:
                 self._verified(s, request, "lawful", "the manifest does not ask for "
                                "identity verification")
         return self.after_commit(request), token
+
+    def _within_budget(self, s: Session, identity_hash: str, now: dt.datetime) -> None:
+        """At most MAX_OPEN unverified requests per address a day: each brings five guesses
+        at a code and an e-mail to the address, so more would make guessing a code (or
+        flooding someone's mailbox) a matter of submitting again."""
+        open_ = s.execute(sa.select(sa.func.count()).select_from(Request).where(
+            Request.identity_hash == identity_hash,
+            Request.status == Status.awaiting_verification.value,
+            Request.received_at >= now - dt.timedelta(days=1))).scalar_one()
+        if open_ >= MAX_OPEN:
+            raise Throttled(f"{open_} requests for this address are already waiting for their "
+                            "code: use the code e-mailed to you, or try again tomorrow")
 
     def _details(self, kind: Kind, details: dict[str, Any]) -> dict[str, Any]:
         allowed = {Kind.rectification: {"set"}, Kind.objection: {"to", "grounds"},
@@ -265,7 +280,9 @@ class Service:
         request.verified_by = actor
         request.verification_note = note
         audit.append(s, actor, "request.verified", request.id, how=note)
-        if request.type in self.manifest.rights.auto_execute:
+        # Only a proven identity runs at once: with `verify_identity: false` anyone could name
+        # anyone's address, so such requests wait for a staff member to execute them.
+        if request.type in self.manifest.rights.auto_execute and actor != "lawful":
             self._start(s, request, "lawful")
 
     # --- staff decisions --------------------------------------------------------------------
