@@ -35,3 +35,23 @@ _KERF_DATA: dict[str, Any] = yaml.safe_load(KERF.read_text())
 def kerf_data() -> dict[str, Any]:
     """The Kerf manifest as plain data, a fresh copy to mutate."""
     return copy.deepcopy(_KERF_DATA)
+
+
+# --- the command-line tests' shop and environment ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small Kerf shop (SQLite) shared by a module's command-line tests."""
+    from lawful.demo.generate import generate
+
+    path = tmp_path_factory.mktemp("shop") / "kerf.db"
+    generate(f"sqlite:///{path}", 40, 3)
+    return path
+
+
+@pytest.fixture
+def cli_env(shop: Path, tmp_path: Path) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("LAWFUL_", "KERF_"))}
+    return {**base, "LAWFUL_MANIFEST": str(KERF), "KERF_DATABASE_URL": f"sqlite:///{shop}",
+            "LAWFUL_STATE_DIR": str(tmp_path / "state")}

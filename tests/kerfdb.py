@@ -6,6 +6,9 @@ or database (MariaDB), so concurrent tests never see each other's tables.
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -67,3 +70,29 @@ def execute(url: str, sql: str, rows: list[dict[str, Any]] | None = None) -> Non
     with engine.begin() as conn:
         conn.execute(sa.text(sql), rows or {})
     engine.dispose()
+
+
+@contextmanager
+def store_schema(prefix: str) -> Iterator[str]:
+    """A URL for lawful's store in a fresh PostgreSQL schema `<prefix>_<random>`, dropped
+    afterwards (with lawful's cached engine for it)."""
+    from lawful.engine import state
+
+    base = service_url("postgres")
+    schema = f"{prefix}_{secrets.token_hex(6)}"
+    admin = sa.create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in base else "?"
+    url = f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
+    try:
+        yield url
+    finally:
+        cached = state._ENGINES.pop(url, None)
+        if cached is not None:
+            cached.dispose()
+        with admin.begin() as conn:
+            # Backends of killed processes end as their sockets close; don't wait on one.
+            conn.execute(sa.text("SET LOCAL lock_timeout = '30s'"))
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()

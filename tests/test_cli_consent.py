@@ -5,42 +5,19 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from lawful.demo.generate import generate
+from tests.cli_world import customer, lawful
 from tests.conftest import KERF
 
 
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("shop") / "kerf.db"
-    generate(f"sqlite:///{path}", 40, 3)
-    return path
-
-
 @pytest.fixture
-def env(shop: Path, tmp_path: Path) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("LAWFUL_", "KERF_"))}
-    return {**base, "LAWFUL_MANIFEST": str(KERF), "KERF_DATABASE_URL": f"sqlite:///{shop}",
-            "LAWFUL_STATE_DIR": str(tmp_path / "state"),
-            "LAWFUL_SECRET_KEY": "cli-consent-secret-" + tmp_path.name}
-
-
-def lawful(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lawful", *args], capture_output=True,
-                          text=True, env=env, timeout=120)
-
-
-def customer(shop: Path, offset: int = 0) -> str:
-    with sqlite3.connect(shop) as conn:
-        return str(conn.execute("SELECT email FROM customer WHERE email IS NOT NULL ORDER BY "
-                                "id LIMIT 1 OFFSET ?", (offset,)).fetchone()[0])
+def env(cli_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    return {**cli_env, "LAWFUL_SECRET_KEY": "cli-consent-secret-" + tmp_path.name}
 
 
 RECORD = """

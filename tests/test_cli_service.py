@@ -15,34 +15,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lawful.demo.generate import generate
-from tests.conftest import KERF
-
-
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("shop") / "kerf.db"
-    generate(f"sqlite:///{path}", 40, 3)
-    return path
+from tests.cli_world import customer, lawful
 
 
 @pytest.fixture
-def env(shop: Path, tmp_path: Path) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("LAWFUL_", "KERF_"))}
-    return {**base, "LAWFUL_MANIFEST": str(KERF), "KERF_DATABASE_URL": f"sqlite:///{shop}",
-            "LAWFUL_STATE_DIR": str(tmp_path / "state")}
-
-
-def lawful(env: dict[str, str], *args: str, cwd: Path | None = None
-           ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lawful", *args], capture_output=True,
-                          text=True, env=env, cwd=cwd, timeout=120)
-
-
-def customer(shop: Path, offset: int = 0) -> str:
-    with sqlite3.connect(shop) as conn:
-        return str(conn.execute("SELECT email FROM customer WHERE email IS NOT NULL ORDER BY "
-                                "id LIMIT 1 OFFSET ?", (offset,)).fetchone()[0])
+def env(cli_env: dict[str, str]) -> dict[str, str]:
+    return cli_env
 
 
 def test_a_request_from_intake_to_answer(env: dict[str, str], shop: Path) -> None:

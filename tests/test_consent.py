@@ -43,7 +43,6 @@ from lawful.consent import unsubscribe
 from lawful.consent.contact import may_contact
 from lawful.consent.ledger import Ledger, Subject, pseudonymous_ip
 from lawful.demo.generate import generate
-from lawful.engine import state
 from lawful.engine.erase import erase
 from lawful.engine.identities import Identities
 from lawful.engine.plan import build_plan
@@ -54,7 +53,7 @@ from lawful.requests import mail
 from lawful.requests.kinds import NotFound
 from lawful.requests.workflow import Service
 from lawful.store import db
-from tests.conftest import service_url
+from tests.kerfdb import store_schema
 
 SECRET = "consent-test-secret-key-0123456789"
 BEFORE_V2 = dt.datetime(2026, 6, 1, 12, 0)
@@ -177,24 +176,10 @@ def world(base_env: str, kerf_data: dict[str, Any]) -> Iterator[World]:
 
 @contextmanager
 def postgres_store(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """The app store in a fresh PostgreSQL schema, dropped afterwards."""
-    base = service_url("postgres")
-    schema = f"consent_{secrets.token_hex(6)}"
-    admin = sa.create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in base else "?"
-    url = f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
-    monkeypatch.setenv("LAWFUL_DATABASE_URL", url)
-    try:
+    """Point the app store at a fresh PostgreSQL schema; dropped afterwards."""
+    with store_schema("consent") as url:
+        monkeypatch.setenv("LAWFUL_DATABASE_URL", url)
         yield url
-    finally:
-        cached = state._ENGINES.pop(url, None)
-        if cached is not None:
-            cached.dispose()
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

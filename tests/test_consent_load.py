@@ -17,17 +17,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import KERF, service_url
+from tests.conftest import KERF
+from tests.kerfdb import store_schema
 
 pytestmark = pytest.mark.postgres
 
@@ -89,28 +88,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@contextmanager
-def own_schema() -> Iterator[str]:
-    """A store URL in a fresh schema `cload_<random>`, dropped afterwards."""
-    base = service_url("postgres")
-    schema = f"cload_{secrets.token_hex(6)}"
-    admin = sa.create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
-    finally:
-        with admin.begin() as conn:
-            # Backends of killed workers end as their sockets close; don't wait on one.
-            conn.execute(sa.text("SET LOCAL lock_timeout = '30s'"))
-            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
-    with own_schema() as url:
+    with store_schema("cload") as url:
         server = _server(url, tmp_path)
         try:
             yield server
@@ -247,7 +227,7 @@ def test_the_asyncio_pool_bounds_and_heals_itself(monkeypatch: pytest.MonkeyPatc
     from lawful.engine import state
     from lawful.store import aio
 
-    with own_schema() as url:
+    with store_schema("cload") as url:
         monkeypatch.setenv("LAWFUL_DATABASE_URL", url)
         monkeypatch.setenv("LAWFUL_DB_POOL_SIZE", "3")
         try:

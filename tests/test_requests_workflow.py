@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import sqlalchemy as sa
@@ -50,8 +50,8 @@ from lawful.store.models import (
     Request,
     Verification,
 )
-from tests.conftest import KERF, service_url
-from tests.kerfdb import snapshot
+from tests.conftest import KERF
+from tests.kerfdb import scalar, snapshot, store_schema
 
 SECRET = "requests-test-secret-key-0123456789"
 START = dt.datetime(2026, 3, 2, 9, 30)
@@ -96,7 +96,7 @@ class World:
         return load_manifest(path)
 
     def kerf(self, sql: str, **params: Any) -> Any:
-        return kerf_scalar(self.kerf_url, sql, **params)
+        return scalar(self.kerf_url, sql, **params)
 
     def kerf_rows(self, sql: str, **params: Any) -> list[Any]:
         engine = sa.create_engine(self.kerf_url)
@@ -115,14 +115,6 @@ class World:
             ORDER BY c.id LIMIT 1 OFFSET :o""", o=offset)
         assert isinstance(email, str)
         return email
-
-
-def kerf_scalar(url: str, sql: str, **params: Any) -> Any:
-    engine = sa.create_engine(url)
-    with engine.connect() as conn:
-        value = conn.execute(sa.text(sql), params).scalar()
-    engine.dispose()
-    return value
 
 
 def base_env(monkeypatch: pytest.MonkeyPatch, tmp: Path) -> str:
@@ -148,23 +140,9 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
 @contextmanager
 def postgres_store(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Point the app store at a fresh PostgreSQL schema; dropped afterwards."""
-    base = service_url("postgres")
-    schema = f"req_{secrets.token_hex(6)}"
-    admin = sa.create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in base else "?"
-    url = f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
-    monkeypatch.setenv("LAWFUL_DATABASE_URL", url)
-    try:
+    with store_schema("req") as url:
+        monkeypatch.setenv("LAWFUL_DATABASE_URL", url)
         yield url
-    finally:
-        cached = state._ENGINES.pop(url, None)
-        if cached is not None:
-            cached.dispose()
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

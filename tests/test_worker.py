@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import sqlalchemy as sa
@@ -42,7 +42,7 @@ from lawful.requests.workflow import Service
 from lawful.store import audit, db
 from lawful.store.models import Package, Request
 from tests.conftest import KERF, service_url
-from tests.kerfdb import scalar, snapshot
+from tests.kerfdb import scalar, snapshot, store_schema
 
 SECRET = "worker-test-secret-key-0123456789"
 LAWFUL = [sys.executable, "-m", "lawful"]
@@ -192,22 +192,8 @@ def amqp_broker() -> Iterator[Broker]:
 
 def pg_store() -> Iterator[str]:
     """The app store on a fresh PostgreSQL schema; dropped afterwards."""
-    base = service_url("postgres")
-    schema = f"worker_{secrets.token_hex(6)}"
-    admin = sa.create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in base else "?"
-    url = f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
-    try:
+    with store_schema("worker") as url:
         yield url
-    finally:
-        cached = state._ENGINES.pop(url, None)
-        if cached is not None:
-            cached.dispose()
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
 
 
 @dataclass

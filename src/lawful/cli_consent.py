@@ -25,7 +25,7 @@ from lawful.cli import (
     err,
     out,
 )
-from lawful.cli_service import _service
+from lawful.cli_service import _call, _service
 
 if TYPE_CHECKING:
     from lawful.consent.ledger import Ledger, Subject
@@ -65,20 +65,6 @@ def _check_purpose(ledger: Ledger, purpose: str) -> None:
             [a.id for a in ledger.manifest.activities if a.marketing is not None]
         _fail(f"--purpose {purpose!r} is not a consent purpose or marketing activity of the "
               f"manifest (declared: {', '.join(names) or 'none'})")
-
-
-def _call(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """A ledger call: refusals (bad address, unknown purpose) become one line and exit 2; an
-    unreachable database exits 3."""
-    from lawful.engine.connect import EngineError
-    from lawful.requests.kinds import ServiceError
-
-    try:
-        return func(*args, **kwargs)
-    except ServiceError as exc:
-        _fail(str(exc))
-    except EngineError as exc:
-        _fail(str(exc), EXIT_UNAVAILABLE)
 
 
 def _subject(email: str | None, visitor_id: str | None) -> Subject:

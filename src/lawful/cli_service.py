@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.markup import escape
@@ -24,6 +24,7 @@ from lawful.cli import (
     err,
     out,
 )
+from lawful.requests.kinds import Kind
 
 if TYPE_CHECKING:
     from lawful.requests.workflow import Service
@@ -61,14 +62,18 @@ def _service(manifest: Path | None, base_url: str | None = None) -> Service:
         raise
 
 
-def _call(func: Callable[..., T], *args: object) -> T:
-    """Run a service call; its refusals become one clear line and exit 2."""
+def _call(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a service call: its refusals (bad input, unknown id, wrong state) become one clear
+    line and exit 2; an unreachable database exits 3."""
+    from lawful.engine.connect import EngineError
     from lawful.requests.kinds import ServiceError
 
     try:
-        return func(*args)
+        return func(*args, **kwargs)
     except ServiceError as exc:
         _fail(str(exc))
+    except EngineError as exc:
+        _fail(str(exc), EXIT_UNAVAILABLE)
 
 
 @db_app.command("upgrade")
@@ -85,16 +90,6 @@ def db_upgrade() -> None:
 
 
 # --- requests ---------------------------------------------------------------------------------
-
-
-class Kind(StrEnum):
-    access = "access"
-    portability = "portability"
-    rectification = "rectification"
-    erasure = "erasure"
-    restriction = "restriction"
-    objection = "objection"
-    consent_withdrawal = "consent_withdrawal"
 
 
 @requests_app.command("submit")
