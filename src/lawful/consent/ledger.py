@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import ipaddress
-import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -504,7 +503,3 @@ def _base(language: str | None, purpose: ConsentPurpose) -> str | None:
         return None
     texts = {lang for v in purpose.versions for lang in v.text}
     return language if language in texts else language.split("-")[0].lower()
-
-
-def as_json(value: Any) -> str:
-    return json.dumps(value, default=str)

@@ -10,7 +10,6 @@ in the same transaction as the change itself.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import hmac
 import json
 import secrets
@@ -491,7 +490,3 @@ def _well_formed(code: str) -> bool:
 def _well_formed_id(request_id: str) -> bool:
     return isinstance(request_id, str) and len(request_id) == 32 and all(
         c in "0123456789abcdef" for c in request_id)
-
-
-def digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
