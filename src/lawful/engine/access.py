@@ -20,6 +20,7 @@ from typing import Any
 
 from lawful.documents.render import environment
 from lawful.engine import state
+from lawful.engine.bulk import collector_paused
 from lawful.engine.connect import Connections
 from lawful.engine.identities import Identities
 from lawful.engine.plan import Plan, TablePlan
@@ -101,7 +102,7 @@ def _section(tp: TablePlan, rows: dict[Any, Row], portable_only: bool) -> TableS
 def access(plan: Plan, identities: Identities, *, portability: bool = False) -> AccessReport:
     started = time.perf_counter()
     conns = Connections(plan)
-    with conns.session():
+    with conns.session(), collector_paused():
         found = Searcher(plan, conns).find(identities)
         report = AccessReport(
             found.identities.as_dict(), _restricted(plan, found),

@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.schema import CreateTable
 
 from lawful.engine import clock, state
+from lawful.engine.bulk import collector_paused
 from lawful.engine.connect import Connections, EngineError, safe_url, statement_error
 from lawful.engine.identities import WEAK, Identities, IdentityError, normalise
 from lawful.engine.plan import FieldPlan, Hold, Plan, TableKey, TablePlan
@@ -638,7 +639,7 @@ def erase(plan: Plan, identities: Identities, *, dry_run: bool = False, persons:
           today: dt.date | None = None) -> EraseResult:
     started = time.perf_counter()
     conns = Connections(plan)
-    with conns.session():
+    with conns.session(), collector_paused():
         conns.ping_all()
         eraser = Eraser(plan, conns, today)
         digest = state.request_digest("erase", identities)

@@ -230,7 +230,8 @@ def _suppress(conn: sa.Connection, identities: Identities, reason: str) -> int:
         cursor = raw.cursor()
         cursor.executemany("INSERT OR IGNORE INTO engine_suppression (hash, kind, reason, "
                            "added_at) VALUES (?, ?, ?, ?)",
-                           [(d, k, reason, added) for d, k in pairs.items()])
+                           # in key order: each B-tree page is filled once, not revisited
+                           [(d, k, reason, added) for d, k in sorted(pairs.items())])
         cursor.close()
         return raw.total_changes - before
     digests = list(pairs)
