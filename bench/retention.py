@@ -9,10 +9,12 @@ For each row count, in schema --schema (default lawful_ret_bench): loads that ma
 2. reloads the same rows and deletes them with one hand-written statement (same conditions:
    the visitor's last visit, restricted customers skipped);
 3. the same two for anonymisation (the rule's action set to anonymise).
-Prints times, the ratio lawful / hand-written and lawful's peak RSS. With --repeat N each pair
-(lawful, then hand-written, each on freshly loaded rows) runs N times and the medians are
-printed: the ratio is the median of the N pairs' ratios (on a shared, noisy machine a pair run
-back to back sees the same load), with the lowest and highest pair's ratio beside it.
+Prints times, the ratio lawful / hand-written and lawful's peak RSS, for each --workers (batches
+in flight at once on PostgreSQL, each on its own connection; 1 is one batch after another).
+With --repeat N each pair (lawful, then hand-written, each on freshly loaded rows) runs N times
+and the medians are printed: the ratio is the median of the N pairs' ratios (on a shared, noisy
+machine a pair run back to back sees the same load), with the lowest and highest pair's ratio
+beside it.
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ def manifest_file(url: str, action: str, directory: Path) -> Path:
     return path
 
 
-def child(manifest: str, batch: int) -> None:
+def child(manifest: str, batch: int, workers: int) -> None:
     """Run retention in this process; print seconds and peak RSS as JSON."""
     import datetime as dt
 
@@ -107,16 +109,17 @@ def child(manifest: str, batch: int) -> None:
 
     plan = build_plan(load(Path(manifest)))
     started = time.perf_counter()
-    result = run(plan, dt.date.fromisoformat(TODAY), batch_size=batch)
+    result = run(plan, dt.date.fromisoformat(TODAY), batch_size=batch, workers=workers)
     seconds = time.perf_counter() - started
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print(json.dumps({"seconds": seconds, "rows": result.done, "rss_mb": rss}))
 
 
-def lawful_run(manifest: Path, batch: int, state: Path) -> dict[str, float]:
+def lawful_run(manifest: Path, batch: int, workers: int, state: Path) -> dict[str, float]:
     env = {**os.environ, "LAWFUL_STATE_DIR": str(state), "LAWFUL_SECRET_KEY": "bench-key"}
     done = subprocess.run([sys.executable, __file__, "--child", str(manifest), "--batch",
-                           str(batch)], env=env, capture_output=True, text=True, check=True)
+                           str(batch), "--workers", str(workers)], env=env,
+                          capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -137,33 +140,34 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--batch", type=int, default=50_000)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--actions", nargs="+", default=["delete", "anonymise"],
                         choices=["delete", "anonymise"])
     parser.add_argument("--child")
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.batch)
+        child(args.child, args.batch, args.workers[0])
         return
     if not args.url or not args.url.startswith("postgresql"):
         sys.exit("give --url of a PostgreSQL database (or set LAWFUL_TEST_POSTGRES_URL)")
-    print("| rows | action | batch | lawful | hand-written | ratio | (pairs: min–max) "
+    print("| rows | action | batch | workers | lawful | hand-written | ratio | (pairs: min–max) "
           "| lawful peak RSS |")
-    print("|---:|---|---:|---:|---:|---:|---|---:|")
+    print("|---:|---|---:|---:|---:|---:|---:|---|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         for rows in args.rows:
-            for action in args.actions:
+            for action, workers in [(a, w) for a in args.actions for w in args.workers]:
                 pairs = []
                 for i in range(args.repeat):
                     url = load(args.url, args.schema, rows)
                     manifest = manifest_file(url, action, Path(tmp))
-                    mine = lawful_run(manifest, args.batch,
-                                      Path(tmp) / f"state-{rows}-{action}-{i}")
+                    mine = lawful_run(manifest, args.batch, workers,
+                                      Path(tmp) / f"state-{rows}-{action}-{workers}-{i}")
                     url = load(args.url, args.schema, rows)
                     hand, count = hand_run(url, action)
                     assert count == mine["rows"] == rows, (count, mine["rows"], rows)
                     pairs.append((mine["seconds"], hand, mine["rss_mb"]))
                 ratios = sorted(m / h for m, h, _ in pairs)
-                print(f"| {rows:,} | {action} | {args.batch:,} | "
+                print(f"| {rows:,} | {action} | {args.batch:,} | {workers} | "
                       f"{median(m for m, _, _ in pairs):.2f} s | "
                       f"{median(h for _, h, _ in pairs):.2f} s | {median(ratios):.2f} | "
                       f"{ratios[0]:.2f}–{ratios[-1]:.2f} ({len(pairs)}) | "

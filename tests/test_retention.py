@@ -331,6 +331,34 @@ def test_a_batch_meeting_a_concurrent_change_is_picked_again(
                                 if b.table == "web_visit") > 0
 
 
+def test_overlapping_batches_do_what_one_at_a_time_does(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL: with three batches in flight (each picking from where the previous one's
+    range ends while that one is still changing rows), the end state and the proof, batch by
+    batch, are those of batches run one after the other."""
+    monkeypatch.setenv("LAWFUL_SECRET_KEY", "retention-test-secret-key")
+    today = dt.date(2025, 6, 1)
+    urls = {w: backend_url("postgres", f"ret_workers_{w}", tmp_path) for w in (1, 3)}
+    proofs, results = {}, {}
+    for workers, url in urls.items():
+        generate(url, 150, seed=9)
+        monkeypatch.setenv("KERF_DATABASE_URL", url)
+        monkeypatch.setenv("LAWFUL_STATE_DIR", str(tmp_path / f"state-{workers}"))
+        results[workers] = run(kerf_plan(), today, batch_size=7, workers=workers)
+        engine = sa.create_engine(url)
+        with engine.connect() as conn:
+            proofs[workers] = [tuple(r) for r in conn.execute(sa.text(
+                f"SELECT seq, rule, tbl, action, row_count, first_key, last_key, digest "
+                f"FROM {journal.BATCH_TABLE} ORDER BY seq"))]
+        engine.dispose()
+    assert snapshot(urls[1]) == snapshot(urls[3])
+    assert proofs[1] == proofs[3]
+    visits = [p for p in proofs[1] if p[2] == "shop.web_visit"]
+    assert len(visits) > 3 and all(p[4] == 7 for p in visits[:-1])  # many full batches
+    assert [(b.rule, b.table, b.done, b.batches) for b in results[1].bindings] == \
+        [(b.rule, b.table, b.done, b.batches) for b in results[3].bindings]
+
+
 def test_restricted_and_held_persons_are_skipped_and_reported(kerf: Kerf) -> None:
     email = kerf.one("""SELECT c.email FROM customer c WHERE EXISTS (SELECT 1 FROM web_visit w
         WHERE w.customer_id = c.id AND w.visited_at < '2023-01-01') AND EXISTS (SELECT 1 FROM

@@ -54,7 +54,9 @@ def test_killed_retention_run_resumes_to_the_same_state(tmp_path: Path, pause_at
     if pause_at.endswith("before-commit"):
         assert left == visits and batches == 0  # the open batch rolled back whole
     else:
-        assert left == visits - 20 and batches == 1  # one batch done, with its proof
+        # the first batch done, with its proof; the second, started as soon as the first had
+        # picked its keys (two batches in flight), may have committed too
+        assert batches in (1, 2) and left == visits - 20 * batches
 
     def finish(env: dict[str, str]) -> dict[str, object]:
         done = subprocess.run([sys.executable, "-m", "lawful", "retention", "run",

@@ -81,6 +81,9 @@ def run_cmd(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be done.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=1_000_000,
                                             help="Rows per batch (one transaction).")] = 50_000,
+    workers: Annotated[int, typer.Option(
+        "--workers", min=1, max=8,
+        help="PostgreSQL: batches in flight at once, each on its own connection.")] = 2,
     fmt: FormatOpt = "text", today: TodayOpt = None, manifest: ManifestOpt = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress",
                                            help="A progress bar on stderr.")] = True,
@@ -105,7 +108,7 @@ def run_cmd(
 
     with bar:
         result = _call(lambda: run(plan, day, dry_run=dry_run, batch_size=batch_size,
-                                   progress=advance))
+                                   progress=advance, workers=workers))
     _print(result, as_json, 0)
 
 

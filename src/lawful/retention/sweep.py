@@ -12,7 +12,11 @@ deletes (or updates) the rows of the key range `last < pk <= hi` that are due, e
 set (hash joins, as a hand-written statement would), and must touch exactly as many rows as
 were picked. Under one snapshot the due rows of that range are exactly the picked ones; a row
 changed by another transaction in between makes the batch fail with a serialization error, and
-it is tried again.
+it is tried again, on the same key range. Batches overlap on `workers` connections: as soon as
+a batch has picked (its range is known), the next one picks from where it ends while the first
+is still deleting. Ranges never overlap, so neither do the batches' rows; each batch commits on
+its own, with its proof, so a killed run leaves whole batches, in any order, and the next run
+finds what is left.
 
 Deletions go first, children before parents; a row still referenced by a row that stays is
 left for later. Restricted persons (the table's column, the column of the row the row belongs
@@ -25,7 +29,9 @@ import datetime as dt
 import os
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,8 +48,10 @@ from lawful.retention.prepare import Context, prepare
 from lawful.retention.rules import Binding, Sql
 
 BATCH = 50_000
+WORKERS = 2  # PostgreSQL: batches in flight at once, each on its own connection
 IN_CHUNK = 2_000
 RETRIES = 5  # a PostgreSQL batch that met a concurrent change (serialization failure)
+RETRY_STATES = {"40001", "40P01"}  # serialization failure, deadlock: try the batch again
 
 Progress = Callable[[Binding, int], None]
 
@@ -126,7 +134,7 @@ def skipped(ctx: Context, b: Binding, result: BindingResult) -> None:
 
 
 def run(plan: Plan, today: dt.date, *, dry_run: bool = False, batch_size: int = BATCH,
-        progress: Progress | None = None) -> RunResult:
+        progress: Progress | None = None, workers: int = WORKERS) -> RunResult:
     started = time.perf_counter()
     conns = Connections(plan)
     with conns.session():
@@ -149,7 +157,7 @@ def run(plan: Plan, today: dt.date, *, dry_run: bool = False, batch_size: int = 
             results.append(result)
             if b.unclocked or (not b.deletes and not b.fields):
                 continue
-            seq = Sweeper(ctx, b, run_id, batch_size, progress).sweep(result, seq)
+            seq = Sweeper(ctx, b, run_id, batch_size, progress, workers).sweep(result, seq)
             journal.sync(b.key.system, conns.engine(b.key.system), [run_id])
             skipped(ctx, b, result)
             conns.close()
@@ -167,8 +175,9 @@ class Sweeper:
     """The batches of one binding."""
 
     def __init__(self, ctx: Context, b: Binding, run_id: str, size: int,
-                 progress: Progress | None):
+                 progress: Progress | None, workers: int = 1):
         self.ctx, self.b, self.run_id, self.size, self.progress = ctx, b, run_id, size, progress
+        self.workers = max(1, workers)
         self.engine = ctx.conns.engine(b.key.system)
         self.sql = ctx.sql(b.key.system)
         self.t = self.sql.table(b.tp)
@@ -182,49 +191,109 @@ class Sweeper:
                      and not self.identities and not self.per_row)
 
     def sweep(self, result: BindingResult, seq: int) -> int:
+        if self.fast:
+            return self._overlapped(result, seq)
         last: tuple[Any, ...] | None = None
         while True:
             seq += 1
             for attempt in range(RETRIES):
                 try:
-                    if self.fast:
-                        with self.engine.connect().execution_options(
-                                isolation_level="REPEATABLE READ") as conn, conn.begin():
-                            picked, last = self._fast(conn, last, seq)
-                            n = picked
-                            _fault_point(f"retention:{self.b.key.table}:before-commit")
-                    else:
-                        with self.engine.begin() as conn:
-                            picked, n, last = self._generic(conn, last, seq)
-                            _fault_point(f"retention:{self.b.key.table}:before-commit")
+                    with self.engine.begin() as conn:
+                        picked, n, last = self._generic(conn, last, seq)
+                        _fault_point(f"retention:{self.b.key.table}:before-commit")
                     break
                 except sa.exc.DBAPIError as exc:
-                    if getattr(exc.orig, "sqlstate", None) == "40001" and attempt < RETRIES - 1:
-                        continue  # a row of the batch changed meanwhile: pick again
-                    raise EngineError(f"system {self.b.key.system!r}, table "
-                                      f"{self.b.key.table!r}, retention rule "
-                                      f"{self.b.rule.id!r}: {statement_error(exc.orig)}"
-                                      ) from None
-            if n:
-                result.done += n
-                result.batches += 1
-                if self.progress:
-                    self.progress(self.b, n)
-                _fault_point(f"retention:{self.b.key.table}")
-            else:
+                    self._retry_or_raise(exc, attempt)
+            self._record(result, n)
+            if not n:
                 seq -= 1
             if picked < self.size:
                 result.restricted += self.listed
                 return seq
 
+    def _record(self, result: BindingResult, n: int) -> None:
+        """A committed batch: counted, shown, and a point where a test may kill the run."""
+        if n:
+            result.done += n
+            result.batches += 1
+            if self.progress:
+                self.progress(self.b, n)
+            _fault_point(f"retention:{self.b.key.table}")
+
+    def _retry_or_raise(self, exc: sa.exc.DBAPIError, attempt: int) -> None:
+        if getattr(exc.orig, "sqlstate", None) in RETRY_STATES and attempt < RETRIES - 1:
+            return  # a row of the batch changed meanwhile: pick again
+        raise EngineError(f"system {self.b.key.system!r}, table {self.b.key.table!r}, "
+                          f"retention rule {self.b.rule.id!r}: {statement_error(exc.orig)}"
+                          ) from None
+
+    # --- PostgreSQL: batches overlapping on several connections -------------------------------
+
+    def _overlapped(self, result: BindingResult, seq: int) -> int:
+        """Start a batch, wait until it has picked (its key range is then known), start the
+        next from the end of that range, with at most `workers` batches in flight. Committed
+        batches are recorded in the order they were started, from this thread."""
+        inflight: deque[Future[int]] = deque()
+        last: Any = None
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="lawful-retention") as pool:
+            try:
+                while True:
+                    while len(inflight) >= self.workers:
+                        self._record(result, inflight.popleft().result())
+                    seq += 1
+                    picked: Future[tuple[int, Any]] = Future()
+                    inflight.append(pool.submit(self._batch, last, seq, picked))
+                    n, hi = picked.result()  # raises what the batch raised before its pick
+                    if n < self.size:
+                        if not n:
+                            seq -= 1  # nothing was due: no proof record took this number
+                        break
+                    last = hi
+                while inflight:
+                    self._record(result, inflight.popleft().result())
+            finally:
+                for future in inflight:  # after a failure: start nothing more
+                    future.cancel()
+        return seq
+
+    def _batch(self, last: Any, seq: int, picked: Future[tuple[int, Any]]) -> int:
+        """One batch in its own REPEATABLE READ transaction, tried again on a concurrent change
+        over the key range its first pick gave (so the next batch, already started from the end
+        of that range, neither overlaps it nor leaves a gap). Sets `picked` to (rows, last key)
+        once the first pick is done; returns the rows changed once committed."""
+        upto: Any = None
+
+        def on_pick(n: int, hi: Any) -> None:
+            nonlocal upto
+            if not picked.done():
+                upto = hi
+                picked.set_result((n, hi))
+
+        try:
+            for attempt in range(RETRIES):
+                try:
+                    with self.engine.connect().execution_options(
+                            isolation_level="REPEATABLE READ") as conn, conn.begin():
+                        n = self._fast(conn, last, seq, upto, on_pick)
+                        _fault_point(f"retention:{self.b.key.table}:before-commit")
+                    return n
+                except sa.exc.DBAPIError as exc:
+                    self._retry_or_raise(exc, attempt)
+            raise AssertionError("unreachable: the last attempt raises")
+        except BaseException as exc:
+            if not picked.done():  # the coordinator is waiting for this pick
+                picked.set_exception(exc)
+            raise
+
     # --- PostgreSQL: keys and digest never leave the server -----------------------------------
 
-    def _fast(self, conn: sa.Connection, last: tuple[Any, ...] | None, seq: int
-              ) -> tuple[int, tuple[Any, ...] | None]:
-        """One batch, in a REPEATABLE READ transaction: (rows changed, the batch's last key).
+    def _fast(self, conn: sa.Connection, last: Any, seq: int, upto: Any,
+              on_pick: Callable[[int, Any], None]) -> int:
+        """One batch, in a REPEATABLE READ transaction: the rows changed.
 
-        1. pick the next keys that are due (`pk > last ORDER BY pk LIMIT n`), digest them and
-           insert the proof record, in one statement;
+        1. pick the next keys that are due (`pk > last ORDER BY pk LIMIT n`, or, tried again,
+           every due key up to `upto`), digest them and insert the proof record, in one
+           statement, and tell `on_pick` how many and the last;
         2. delete or update the rows of the range (last, hi] that are due: under the same
            snapshot these are exactly the picked rows, and the database evaluates the due
            condition over the range as a set (hash anti-joins) rather than row by row. The
@@ -235,8 +304,11 @@ class Sweeper:
         planner hash-join them against a sequential scan of the whole table in every batch.)
         """
         pk = self.pk[0]
-        where = [self.due] + ([pk > last[0]] if last else [])
-        picked = sa.select(pk.label("k")).where(*where).order_by(pk).limit(self.size)
+        where = [self.due] + ([pk > last] if last is not None else []) + (
+            [pk <= upto] if upto is not None else [])
+        picked = sa.select(pk.label("k")).where(*where).order_by(pk)
+        if upto is None:
+            picked = picked.limit(self.size)
         compiled = picked.compile(dialect=conn.dialect,
                                   compile_kwargs={"render_postcompile": True})
         params = dict(compiled.params)
@@ -256,8 +328,9 @@ class Sweeper:
             "SELECT n, hi FROM agg")
         n, hi = conn.exec_driver_sql(sql, params).one()
         n = int(n)
+        on_pick(n, hi)
         if not n:
-            return 0, last
+            return 0
         _fault_point(f"retention:{self.b.key.table}:picked")
         where = [*where, pk <= hi]
         if self.b.deletes:
@@ -270,7 +343,7 @@ class Sweeper:
             raise EngineError(f"system {self.b.key.system!r}, table {self.b.key.table!r}, "
                               f"retention rule {self.b.rule.id!r}: {changed} rows changed "
                               f"where {n} were picked; the batch was rolled back")
-        return n, (hi,)
+        return n
 
     # --- every backend: keys read, then changed by key ---------------------------------------
 
