@@ -140,9 +140,9 @@ def test_a_pooled_connection_the_server_closed_is_replaced() -> None:
 def test_a_batch_search_finds_what_the_plain_statements_find(url: str, plan: Plan,
                                                               monkeypatch: pytest.MonkeyPatch
                                                               ) -> None:
-    """On PostgreSQL a batch binds arrays and leaves rows already taken on the server (an
-    invoice reached again through its order); the rows found, and which of them only weakly,
-    are exactly those of the plain IN-list statements every backend runs."""
+    """On PostgreSQL a batch binds one array per condition (= ANY); the rows found, and which
+    of them only weakly, are exactly those of the plain IN-list statements every backend
+    runs."""
     from lawful.engine import search
     from lawful.engine.connect import Connections
 

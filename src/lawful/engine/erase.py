@@ -329,7 +329,10 @@ class Eraser:
             tp = self.plan.tables[TableKey(system, table)]
             tc = table_clause(tp)
             for group in action["update"]:
-                if joined and len(tp.pk) == 1:
+                # unnest needs the keys' type: integer keys go as bigint[]; others (text,
+                # UUID…) take the CASE below, which compares them as the column's own type
+                if joined and len(tp.pk) == 1 and all(type(pk[0]) is int
+                                                      for pk in group["pks"]):
                     writes.append((tp, self._update_joined(conn, tp, group)))
                     continue
                 if json_joined and len(tp.pk) == 1:

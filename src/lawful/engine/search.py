@@ -140,7 +140,7 @@ class Searcher:
             for tp in self.plan.tables.values():
                 conditions = self._conditions(tp, new_ids, new_vals, seen_vals)
                 if conditions:
-                    work.append((tp, conditions, self._queries(tp, conditions, found)))
+                    work.append((tp, conditions, self._queries(tp, conditions)))
             results = self._run([q for _, _, queries in work for q in queries] + pending,
                                 found)
             for tp, conditions, queries in work:
@@ -199,24 +199,16 @@ class Searcher:
                 out.append(_Condition(e.parent_col, values, True))
         return out
 
-    def _queries(self, tp: TablePlan, conditions: list[_Condition], found: Found
-                 ) -> list[Query]:
+    def _queries(self, tp: TablePlan, conditions: list[_Condition]) -> list[Query]:
         dialect = self.conns.engine(tp.key.system).dialect
         total = sum(len(c.values) for c in conditions)
         if dialect.name == "postgresql" and total > ARRAY_FROM:
             # A batch: one array parameter per condition (= ANY), whatever the number of
             # values, so one statement per table and round even for 10,000 persons. (For a
-            # few values the cached IN statements are faster.) Rows already taken strongly
-            # are left on the server: reached again by another path (the invoice by its order
-            # after its e-mail), nothing new could come of them, and in a batch they were a
-            # third of the rows read.
-            params = {f"p{i}": _values(c, dialect.name) for i, c in enumerate(conditions)}
-            known = [pk[0] for pk in found.rows[tp.key] if pk not in found.weak[tp.key]] \
-                if len(tp.pk) == 1 else []
-            if known:
-                params["known"] = known
-            sql, _ = self._statement(tp, conditions, None, dialect, exclude=bool(known))
-            return [(tp, sql, params)]
+            # few values the cached IN statements are faster.)
+            sql, _ = self._statement(tp, conditions, None, dialect)
+            return [(tp, sql, {f"p{i}": _values(c, dialect.name)
+                               for i, c in enumerate(conditions)})]
         # Few values (one person): every condition in one statement. Many (a batch): one
         # statement per condition and chunk, so no IN list outgrows a backend's limits.
         if total <= CHUNK:
@@ -234,14 +226,12 @@ class Searcher:
         return out
 
     def _statement(self, tp: TablePlan, batch: list[_Condition], sizes: list[int] | None,
-                   dialect: sa.Dialect, exclude: bool = False
-                   ) -> tuple[str, tuple[str, ...] | None]:
+                   dialect: sa.Dialect) -> tuple[str, tuple[str, ...] | None]:
         """The SQL of one shape of conditions, compiled once by SQLAlchemy for the dialect and
         then run on the driver directly: the search's statements are its hot path. Without
-        sizes, each condition binds one array (PostgreSQL's = ANY); with `exclude`, the keys
-        in the array `known` are left out."""
+        sizes, each condition binds one array (PostgreSQL's = ANY)."""
         shape = (tp.key, tuple((c.column, c.casefold) for c in batch),
-                 tuple(sizes) if sizes else None, dialect.name, exclude)
+                 tuple(sizes) if sizes else None, dialect.name)
         cached = self._statements.get(shape)
         if cached is None and sizes is not None and dialect.name == "sqlite":
             # SQLAlchemy's compiler takes tens of milliseconds for a list of 2,000 parameters,
@@ -268,11 +258,8 @@ class Searcher:
                 else:
                     parts.append(column.in_([sa.bindparam(f"p{i}_{j}")
                                              for j in range(sizes[i])]))
-            where = sa.or_(*parts)
-            if exclude:
-                where = sa.and_(where, sa.not_(tc.c[tp.pk[0]] == sa.any_(sa.bindparam("known"))))
             compiled = sa.select(*(tc.c[name] for name in tp.columns)).where(
-                where).compile(dialect=dialect)
+                sa.or_(*parts)).compile(dialect=dialect)
             order = tuple(compiled.positiontup) if compiled.positional else None
             cached = self._statements[shape] = (compiled.string, order)
         return cached
