@@ -170,6 +170,14 @@ def load(url: str, customers: int) -> None:
     counts = generate(url, customers, seed=1, progress=progress)
     print(f"loaded {sum(counts.values()):,} rows for {customers:,} customers in "
           f"{time.perf_counter() - started:.0f} s")
+    engine = sa.create_engine(url)
+    if engine.dialect.name == "postgresql":
+        # A database in use has been vacuumed: freshly loaded pages would have their hint bits
+        # set (and be written again) by whichever run reads them first.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            for table in counts:
+                conn.execute(sa.text(f'VACUUM ANALYZE "{table}"'))
+    engine.dispose()
 
 
 def sample(url: str, n: int, rng: random.Random) -> list[str]:
