@@ -5,6 +5,7 @@ statement, and PostgreSQL's planner costs set only where the administrator left 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,6 +66,22 @@ def test_the_marker_table_is_made_again_when_it_is_gone(url: str, plan: Plan) ->
     assert result.verified
     assert scalar(url, "SELECT count(*) FROM lawful_journal WHERE run_id = :r",
                   r=result.run_id) == 1
+
+
+def test_the_first_erasure_in_a_new_database_goes_through_at_once(
+        url: str, plan: Plan, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The marker table is made before the first write of a process, not after the write
+    transaction failed on it (which psycopg reported as an aborted pipeline)."""
+    from lawful.engine import erase as erase_module
+
+    monkeypatch.setattr(erase_module, "_MARKER_MADE", set())  # a process that never wrote here
+    caplog.set_level(logging.WARNING)
+    result = erase(plan, ids(customers(url)[0]))
+    assert result.verified
+    assert scalar(url, "SELECT count(*) FROM lawful_journal WHERE run_id = :r",
+                  r=result.run_id) == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
 
 
 def test_a_batch_gives_every_row_its_own_pseudonym(url: str, plan: Plan) -> None:

@@ -286,6 +286,12 @@ class Eraser:
     def _apply_one(self, run_id: str, system: str, todo: dict[str, Any]) -> int:
         """One database: its writes and its marker row in one transaction."""
         engine = self.conns.engine(system)
+        if engine.url not in _MARKER_MADE:
+            # Once per database and process, before the first write: otherwise a new
+            # database's first run fails its marker insert inside the write pipeline (psycopg
+            # logs the aborted pipeline as a warning) and starts again.
+            _ensure_marker(engine)
+            _MARKER_MADE.add(engine.url)
         try:
             return self._apply_marked(run_id, system, todo, engine)
         except _NoMarkerTable:
@@ -475,6 +481,9 @@ def _marker_row(engine: sa.Engine, run_id: str, system: str) -> bool | None:
                 marker.c.run_id == run_id, marker.c.system == system)).first() is not None
         except sa.exc.DBAPIError:
             return None
+
+
+_MARKER_MADE: set[sa.URL] = set()  # databases whose marker table this process has made sure of
 
 
 def _ensure_marker(engine: sa.Engine) -> None:
