@@ -701,6 +701,9 @@ def test_access_end_to_end(any_world: World) -> None:
     assert fetch(rid, expires, signature, START) == plain
     with db.session() as s:
         assert s.get(Package, rid).downloads == 1  # type: ignore[union-attr]
+    assert fetch(rid, expires, signature, START) == plain  # each download counted
+    with db.session() as s:
+        assert s.get(Package, rid).downloads == 2  # type: ignore[union-attr]
     other, _ = verified(svc, "access", neighbour)
     forged = [(rid, expires, signature[:-1] + ("0" if signature[-1] != "0" else "1")),
               (rid, expires + 86400, signature),  # a longer life, same signature

@@ -9,6 +9,7 @@ import hmac
 import tempfile
 from pathlib import Path
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from lawful.keys import decrypt, derived_key, encrypt
@@ -61,5 +62,7 @@ def fetch(s: Session, request_id: str, expires: int, signature: str,
     package = s.get(Package, request_id) if genuine and current else None
     if package is None or package.expires_at < now:
         raise NotFound("package")
-    package.downloads += 1
+    # counted by the database: two downloads at once are two, not one
+    s.execute(sa.update(Package).where(Package.request_id == request_id)
+              .values(downloads=Package.downloads + 1))
     return decrypt(package.blob)
