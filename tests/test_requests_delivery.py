@@ -121,6 +121,37 @@ def test_the_code_e_mail_goes_through_smtp(world: World, smtp: Inbox) -> None:
         assert len(sent) == 2 and audit.verify(s).ok
 
 
+def test_a_message_whose_sender_died_mid_send_goes_out_later(world: World,
+                                                              smtp: Inbox) -> None:
+    """A sender killed between claiming a message and recording the outcome leaves it
+    "sending". Once the claim is older than CLAIM_EXPIRES the next delivery sends it (or, out
+    of attempts, marks it failed); a recent claim, a sender still at work, is left alone."""
+    import datetime as dt
+
+    world.service()  # the store, migrated
+    long_ago = mail.now() - mail.CLAIM_EXPIRES - dt.timedelta(minutes=1)
+    cases = {"dead@example.com": (long_ago, 1), "busy@example.com": (mail.now(), 1),
+             "tired@example.com": (long_ago, mail.MAX_ATTEMPTS), "old@example.com": (None, 1)}
+    ids = {}
+    with db.transaction() as s:
+        for to, (claimed, attempts) in cases.items():
+            m = mail.queue(s, "privacy@kerf.example", to, "Kerf: your code", "123456")
+            m.status, m.claimed_at, m.attempts = "sending", claimed, attempts
+            ids[to] = m.id
+
+    assert mail.deliver() == 2
+
+    with db.session() as s:
+        state = {to: (s.get(OutboxMessage, i).status, s.get(OutboxMessage, i).attempts)  # type: ignore[union-attr]
+                 for to, i in ids.items()}
+    assert state == {"dead@example.com": ("sent", 2), "busy@example.com": ("sending", 1),
+                     "tired@example.com": ("failed", mail.MAX_ATTEMPTS),
+                     "old@example.com": ("sent", 2)}  # claimed before claims had a time
+    assert len(smtp.to("dead@example.com")) == 1 and len(smtp.to("old@example.com")) == 1
+    assert smtp.to("busy@example.com") == [] and smtp.to("tired@example.com") == []
+    assert mail.deliver() == 0  # nothing sent twice
+
+
 def test_a_unicode_address_is_delivered(world: World, smtp: Inbox) -> None:
     svc = world.service()
     rid, _ = submitted(svc, "erasure", "zoë.ünal@kërf.example")

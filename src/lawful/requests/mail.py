@@ -7,6 +7,7 @@ LAWFUL_SMTP_URL: smtp://[user:password@]host[:port] (add ?starttls=1), or smtps:
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import smtplib
 import ssl
@@ -23,6 +24,8 @@ from lawful.store import audit, db
 from lawful.store.models import OutboxMessage
 
 MAX_ATTEMPTS = 5
+# A claim older than this is a sender that died mid-send (a send takes seconds at most).
+CLAIM_EXPIRES = dt.timedelta(minutes=10)
 
 
 def queue(s: Session, sender: str, to: str, subject: str, body: str,
@@ -85,9 +88,15 @@ def deliver() -> int:
         return 0
     db.ensure_current()
     sent = 0
+    stale = now() - CLAIM_EXPIRES
+    with db.transaction() as s:
+        # Claimed by a sender that never finished (killed mid-send) and out of attempts.
+        s.execute(sa.update(OutboxMessage).where(
+            _abandoned(stale), OutboxMessage.attempts >= MAX_ATTEMPTS).values(
+            status="failed", error="the sender stopped while sending"))
     with db.session() as s:
         ids = list(s.execute(sa.select(OutboxMessage.id).where(
-            OutboxMessage.status == "kept", OutboxMessage.attempts < MAX_ATTEMPTS)
+            _claimable(stale), OutboxMessage.attempts < MAX_ATTEMPTS)
             .order_by(OutboxMessage.id)).scalars())
     if not ids:
         return 0
@@ -108,8 +117,9 @@ def _send_one(client: smtplib.SMTP, message_id: int) -> int:
     with db.transaction() as s:
         # Claim it: a concurrent sender that claimed it first makes this update match nothing.
         claimed = s.execute(sa.update(OutboxMessage).where(
-            OutboxMessage.id == message_id, OutboxMessage.status == "kept")
-            .values(status="sending", attempts=OutboxMessage.attempts + 1)).rowcount
+            OutboxMessage.id == message_id, _claimable(now() - CLAIM_EXPIRES))
+            .values(status="sending", claimed_at=now(),
+                    attempts=OutboxMessage.attempts + 1)).rowcount
         if not claimed:
             return 0
         m = s.get(OutboxMessage, message_id)
@@ -135,6 +145,19 @@ def _send_one(client: smtplib.SMTP, message_id: int) -> int:
                   .values(status="sent", sent_at=now(), error=None))
         audit.append(s, "lawful", "email.sent", m.request_id, message=message_id)
     return 1
+
+
+def _abandoned(stale: dt.datetime) -> sa.ColumnElement[bool]:
+    """Claimed before `stale` (or before claims had a time) and never marked sent or failed:
+    its sender died between the claim and the outcome."""
+    return sa.and_(OutboxMessage.status == "sending", sa.or_(
+        OutboxMessage.claimed_at.is_(None), OutboxMessage.claimed_at < stale))
+
+
+def _claimable(stale: dt.datetime) -> sa.ColumnElement[bool]:
+    # An abandoned message goes out again: sent at least once, rather than never (its sender
+    # may have died after the server took it, so the person may get it twice).
+    return sa.or_(OutboxMessage.status == "kept", _abandoned(stale))
 
 
 def _failed(ids: list[int], error: str, counted: bool = False) -> None:

@@ -80,8 +80,10 @@ class OutboxMessage(Base):
     to_enc: Mapped[bytes] = mapped_column(sa.LargeBinary)
     subject: Mapped[str] = mapped_column(sa.String(300))
     body_enc: Mapped[bytes] = mapped_column(sa.LargeBinary)
-    status: Mapped[str] = mapped_column(sa.String(16), index=True)  # kept, sent, failed
+    # kept, sending (claimed by a sender), sent, failed
+    status: Mapped[str] = mapped_column(sa.String(16), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime)
+    claimed_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime)
     sent_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime)
     attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
     error: Mapped[str | None] = mapped_column(sa.Text)
