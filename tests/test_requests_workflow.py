@@ -473,6 +473,17 @@ def test_extension_needs_a_reason_and_a_notice(world: World) -> None:
                                               "reason": "Still more archives."}
 
 
+def test_an_extension_counts_its_months_from_receipt(world: World) -> None:
+    """Received 31 January: due 28 February; two further months end on 30 April, the date
+    three months from receipt, not two months after 28 February."""
+    svc = world.service()
+    world.clock.at = dt.datetime(2026, 1, 31, 10, 0)
+    rid, _ = verified(svc, "erasure", "january@example.org")
+    assert row(rid).first_due_on == dt.date(2026, 2, 28)
+    svc.extend(rid, "lead:ann", 2, "Your data is spread over twelve archived systems.")
+    assert row(rid).due_on == dt.date(2026, 4, 30)
+
+
 def test_extension_is_refused_once_the_first_month_has_ended(world: World) -> None:
     svc = world.service()
     late, _ = verified(svc, "erasure", "late@example.org")
