@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -55,3 +56,10 @@ def cli_env(shop: Path, tmp_path: Path) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("LAWFUL_", "KERF_"))}
     return {**base, "LAWFUL_MANIFEST": str(KERF), "KERF_DATABASE_URL": f"sqlite:///{shop}",
             "LAWFUL_STATE_DIR": str(tmp_path / "state")}
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (closed again before it is returned)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

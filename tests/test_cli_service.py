@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import httpx
 import pytest
 
 from tests.cli_world import customer, lawful
+from tests.conftest import free_port
 
 
 @pytest.fixture
@@ -82,16 +82,11 @@ def test_keys_are_shown_once_and_stored_hashed(env: dict[str, str]) -> None:
     assert "revoked" in lawful(env, "keys", "list").stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 def test_serve_demo_answers_the_printed_walkthrough(tmp_path: Path) -> None:
     """`lawful serve --demo` from an empty directory: builds the demo, prints a key and a
     customer to try, and the steps it prints work."""
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LAWFUL_", "KERF_"))}
     server = subprocess.Popen([sys.executable, "-m", "lawful", "serve", "--demo", "--port",
                                str(port)], cwd=tmp_path, env=env, text=True,

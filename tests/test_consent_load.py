@@ -12,7 +12,6 @@ import asyncio
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import KERF
+from tests.conftest import KERF, free_port
 from tests.kerfdb import store_schema
 
 pytestmark = pytest.mark.postgres
@@ -82,11 +81,6 @@ class Served:
             engine.dispose()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
@@ -99,7 +93,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
 
 
 def _server(url: str, tmp_path: Path) -> Served:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LAWFUL_", "KERF_"))}
     env.update(LAWFUL_DATABASE_URL=url, LAWFUL_STATE_DIR=str(tmp_path / "state"),
                LAWFUL_SECRET_KEY="consent-load-secret-" + secrets.token_hex(8),

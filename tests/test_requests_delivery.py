@@ -26,12 +26,11 @@ from lawful.requests.kinds import Status
 from lawful.requests.views import view
 from lawful.store import audit, db
 from lawful.store.models import Notification, OutboxMessage
-from tests.conftest import KERF
+from tests.conftest import KERF, free_port
 from tests.test_requests_workflow import (
     CODE,
     World,
     base_env,
-    closed_port,
     latest_code,
     outbox,
     row,
@@ -81,7 +80,7 @@ class SmtpServer:
 
 @pytest.fixture
 def smtp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Inbox]:
-    port = closed_port()
+    port = free_port()
     with SmtpServer(port) as inbox:
         monkeypatch.setenv("LAWFUL_SMTP_URL", f"smtp://127.0.0.1:{port}")
         yield inbox
@@ -162,7 +161,7 @@ def test_a_unicode_address_is_delivered(world: World, smtp: Inbox) -> None:
 def test_a_down_server_keeps_messages_and_they_go_later(world: World,
                                                        monkeypatch: pytest.MonkeyPatch
                                                        ) -> None:
-    port = closed_port()
+    port = free_port()
     monkeypatch.setenv("LAWFUL_SMTP_URL", f"smtp://127.0.0.1:{port}")
     svc = world.service()
     rid, token = submitted(svc, "erasure", "later@example.org")
@@ -184,7 +183,7 @@ def test_an_outage_never_uses_up_a_message(world: World,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """A mail server that is down is nobody's message's fault: however many deliveries fail
     to connect, the message stays kept and goes once the server is back."""
-    port = closed_port()
+    port = free_port()
     monkeypatch.setenv("LAWFUL_SMTP_URL", f"smtp://127.0.0.1:{port}")
     rid, _ = submitted(world.service(), "erasure", "never@example.org")
     for _ in range(mail.MAX_ATTEMPTS + 2):
@@ -383,7 +382,7 @@ def test_a_busy_recipient_is_retried_until_the_attempts_run_out(
 def test_an_unreachable_webhook_fails_cleanly(world: World,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(recipients, "ATTEMPTS", 2)
-    svc = world.service(with_webhook(world, f"http://127.0.0.1:{closed_port()}/hook"))
+    svc = world.service(with_webhook(world, f"http://127.0.0.1:{free_port()}/hook"))
     rid, _ = verified(svc, "restriction", world.person())
     svc.execute(rid, "agent:bo")
     channel, status, attempts, error = notifications(rid)["hosting"]

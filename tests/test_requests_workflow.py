@@ -14,7 +14,6 @@ import io
 import json
 import re
 import secrets
-import socket
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -50,7 +49,7 @@ from lawful.store.models import (
     Request,
     Verification,
 )
-from tests.conftest import KERF
+from tests.conftest import KERF, free_port
 from tests.kerfdb import scalar, snapshot, store_schema
 
 SECRET = "requests-test-secret-key-0123456789"
@@ -211,11 +210,6 @@ def one_month_after(day: dt.date) -> dt.date:
     year, month = (day.year + 1, 1) if day.month == 12 else (day.year, day.month + 1)
     return dt.date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def dump_store() -> dict[str, str]:
@@ -1024,7 +1018,7 @@ def test_a_failed_run_records_the_error_and_runs_again(world: World, down: str,
     garbage = world.tmp / "garbage.db"
     garbage.write_bytes(bytes(range(256)) * 20)
     broken = {"missing-file": f"sqlite:///{world.tmp / 'no' / 'such' / 'dir' / 'kerf.db'}",
-              "closed-port": f"postgresql+psycopg://postgres@127.0.0.1:{closed_port()}/kerf",
+              "closed-port": f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/kerf",
               "not-a-database": f"sqlite:///{garbage}"}[down]
     monkeypatch.setenv("KERF_DATABASE_URL", broken)
     access_id, token = verified(svc, "access", email)
