@@ -130,6 +130,9 @@ CASES: dict[str, tuple[Callable[[Data], None], str]] = {
     "joint-controller-without-arrangement": (_joint, "organisation"),
     "recipient-without-purpose": (
         lambda d: _add_processor(d, purpose=None, safeguard="sccs"), "recipients[7]"),
+    "webhook-not-https": (
+        lambda d: _set(rec(d, "carrier"), notify={"webhook": "http://carrier.example/hook"}),
+        "recipients[5].notify.webhook"),
     "recipient-category-not-collected": (
         lambda d: rec(d, "carrier").update(categories=["user.financial.bank_account"]),
         "recipients[5].categories[0]"),

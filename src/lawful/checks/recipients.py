@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 from lawful.checks.base import Context, Hit, Severity, rule
 
@@ -61,3 +63,29 @@ def recipient_category(ctx: Context) -> Iterator[Hit]:
                 yield (("recipients", i, "categories", j),
                        f"recipient {rec.name!r} receives {cat!r}, which none of its activities "
                        "collects", "add the category to the activity, or remove it here")
+
+
+def _loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
+
+
+@rule("webhook-not-https", Severity.error, "GDPR Art. 32(1)",
+      "Recipient told over plain HTTP")
+def webhook_not_https(ctx: Context) -> Iterator[Hit]:
+    # The notice names the person whose data was erased or changed: it must not cross a
+    # network in clear. A webhook on this machine (tests, a local relay) is exempt.
+    for i, rec in enumerate(ctx.manifest.recipients):
+        url = rec.notify.webhook if rec.notify else None
+        if not url:
+            continue
+        parts = urlsplit(url)
+        if parts.scheme != "https" and not _loopback(parts.hostname):
+            yield (("recipients", i, "notify", "webhook"),
+                   f"recipient {rec.name!r} would be told of erasures and corrections at "
+                   f"{parts.scheme or 'an unknown scheme'}://{parts.hostname or ''}, in clear",
+                   "use an https:// address")
