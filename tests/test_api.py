@@ -60,7 +60,7 @@ def emails(url: str, count: int = 3) -> list[str]:
     engine = sa.create_engine(url)
     with engine.connect() as conn:
         found = [str(e) for e in conn.execute(sa.text(
-            "SELECT email FROM customer WHERE email IS NOT NULL AND EXISTS (SELECT 1 FROM "
+            "SELECT email FROM customer WHERE email LIKE '%@%' AND EXISTS (SELECT 1 FROM "
             "orders o WHERE o.customer_id = customer.id) ORDER BY id LIMIT :n"),
             {"n": count}).scalars()]
     engine.dispose()
@@ -279,6 +279,30 @@ def test_staff_verify_and_execute_an_erasure(world: Any) -> None:
     assert follow["status"] == "completed" and follow["result"]["kept"]
     assert {"by": "staff", "action": "request.verified"}.items() <= \
         next(e for e in follow["journal"] if e["action"] == "request.verified").items()
+
+
+def test_a_fee_is_charged_and_its_payment_recorded_by_a_privacy_lead(world: Any) -> None:
+    client, _, url = world
+    (address,) = emails(url, 1)
+    agent, lead = create("ann", Role.agent), create("lee", Role.privacy_lead)
+    rid, _ = submit(client, address, "erasure")
+    staff = {"X-API-Key": lead}
+    client.post(f"/v1/staff/requests/{rid}/verify", json={"note": "called back"}, headers=staff)
+    charged = client.post(f"/v1/staff/requests/{rid}/fee", headers=staff,
+                          json={"amount": "25 EUR", "reason": "excessive"})
+    assert charged.status_code == 200 and charged.json()["fee"] == "25 EUR"
+    assert charged.json()["fee_paid_at"] is None
+    held = client.post(f"/v1/staff/requests/{rid}/execute", headers=staff)
+    assert held.status_code == 409 and "unpaid" in held.text
+    paid = {"note": "bank transfer"}
+    assert client.post(f"/v1/staff/requests/{rid}/fee-paid", json=paid,
+                       headers={"X-API-Key": agent}).status_code == 403
+    assert client.post("/v1/staff/requests/00000000000000000000000000000000/fee-paid",
+                       json=paid, headers=staff).status_code == 404
+    recorded = client.post(f"/v1/staff/requests/{rid}/fee-paid", json=paid, headers=staff)
+    assert recorded.status_code == 200 and recorded.json()["fee_paid_at"]
+    done = client.post(f"/v1/staff/requests/{rid}/execute", headers=staff)
+    assert done.status_code == 200 and done.json()["status"] == "completed"
 
 
 # --- schemathesis: generated requests against the OpenAPI find no server error ------------

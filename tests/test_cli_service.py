@@ -46,6 +46,21 @@ def test_a_request_from_intake_to_answer(env: dict[str, str], shop: Path) -> Non
     assert again.returncode == 2 and "completed" in again.stderr
 
 
+def test_a_fee_holds_an_access_request_until_paid(env: dict[str, str], shop: Path) -> None:
+    made = json.loads(lawful(env, "requests", "submit", "--type", "access", "--email",
+                             customer(shop, 2), "--format", "json").stdout)
+    rid = made["id"]
+    charged = lawful(env, "requests", "fee", rid, "--amount", "10 EUR", "--reason",
+                     "weekly copies of the same data")
+    assert charged.returncode == 0, charged.stderr
+    held = lawful(env, "requests", "verify", rid, "--note", "identity card at the desk")
+    assert held.returncode == 0 and "verified" in held.stdout, held.stderr
+    refused = lawful(env, "requests", "execute", rid)
+    assert refused.returncode == 2 and "unpaid" in refused.stderr
+    paid = lawful(env, "requests", "fee-paid", rid, "--note", "paid at the desk")
+    assert paid.returncode == 0 and "completed" in paid.stdout, paid.stderr
+
+
 def test_bad_input_is_refused_with_one_line(env: dict[str, str]) -> None:
     bad = lawful(env, "requests", "submit", "--type", "access", "--email", "nobody")
     assert bad.returncode == 2 and "e-mail" in bad.stderr and "Traceback" not in bad.stderr

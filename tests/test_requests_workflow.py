@@ -584,6 +584,41 @@ def test_fee_only_when_the_manifest_allows(world: World) -> None:
     assert row(other).fee is None
 
 
+def test_a_charged_fee_holds_the_request_until_it_is_paid(world: World) -> None:
+    """Art. 12(5)(a): the requester is told the fee and why; the request is not executed,
+    by staff or by itself, until the payment is recorded."""
+    svc = world.service()
+    # An erasure waits for staff: executing it is refused while the fee is unpaid.
+    rid, _ = verified(svc, "erasure", "payer@example.org")
+    svc.charge_fee(rid, "lead:ann", "25 EUR", "the fourth identical request this month")
+    [notice] = [m for m in outbox(rid) if "fee" in m.subject]
+    assert notice.to == "payer@example.org" and "25 EUR" in notice.body
+    assert "the fourth identical request" in notice.body and "Art. 12(5)(a)" in notice.body
+    with pytest.raises(Conflict, match="unpaid"):
+        svc.execute(rid, "lead:ann")
+    assert row(rid).status == Status.verified
+    with pytest.raises(Invalid, match="note"):
+        svc.fee_paid(rid, "lead:ann", " ")
+    svc.fee_paid(rid, "lead:ann", "bank transfer of 14 May")
+    assert row(rid).fee_paid_at is not None and row(rid).status == Status.verified
+    with pytest.raises(Conflict, match="no fee"):
+        svc.fee_paid(rid, "lead:ann", "twice")
+    with pytest.raises(Conflict, match="already paid"):
+        svc.charge_fee(rid, "lead:ann", "50 EUR", "more")
+    assert svc.execute(rid, "lead:ann").status == Status.completed
+    # An access request runs by itself once verified, but not with a fee unpaid: it starts
+    # when the payment is recorded.
+    access, token = submitted(svc, "access", "reader@example.org")
+    svc.charge_fee(access, "lead:ann", "10 EUR", "excessive: weekly copies of the same data")
+    svc.verify(access, token, latest_code(access))
+    assert row(access).status == Status.verified
+    assert svc.fee_paid(access, "lead:ann", "paid at the desk").status == Status.completed
+    assert actions(access).index("request.fee_paid") < actions(access).index("request.started")
+    # Requests without a fee are not held.
+    free, _ = verified(svc, "access", "free-reader@example.org")
+    assert row(free).status == Status.completed
+
+
 def test_repeated_identical_requests_are_flagged(world: World) -> None:
     svc = world.service()
     first, _ = submitted(svc, "erasure", "again@example.org")

@@ -210,6 +210,23 @@ def requests_refuse(request_id: str, grounds: Annotated[str, typer.Option("--gro
     _staff_action("refuse", request_id, manifest, grounds, reason)
 
 
+@requests_app.command("fee")
+def requests_fee(request_id: str,
+                 amount: Annotated[str, typer.Option("--amount", help="e.g. '25 EUR'")],
+                 reason: Annotated[str, typer.Option("--reason")],
+                 manifest: ManifestOpt = None) -> None:
+    """Charge a fee for a manifestly unfounded or excessive request (Art. 12(5)(a)); the
+    requester is told, and the request waits until the payment is recorded."""
+    _staff_action("charge_fee", request_id, manifest, amount, reason)
+
+
+@requests_app.command("fee-paid")
+def requests_fee_paid(request_id: str, note: Annotated[str, typer.Option(
+        "--note", help="How it was paid.")], manifest: ManifestOpt = None) -> None:
+    """Record that the fee was paid: the request can then be executed."""
+    _staff_action("fee_paid", request_id, manifest, note)
+
+
 @requests_app.command("purge")
 def requests_purge(manifest: ManifestOpt = None) -> None:
     """Delete closed requests older than rights.keep_request_records."""

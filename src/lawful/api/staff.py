@@ -47,6 +47,10 @@ class Fee(Body):
     reason: str = Field(min_length=1, max_length=2000)
 
 
+class FeePaid(Body):
+    note: str = Field(min_length=1, max_length=2000, description="e.g. 'bank transfer 14 May'")
+
+
 class Entry(BaseModel):
     seq: int
     at: dt.datetime
@@ -102,6 +106,11 @@ def refuse(request_id: str, body: Refusal, who: Lead, service: Svc) -> StaffView
 @router.post("/requests/{request_id}/fee", response_model=StaffView)
 def fee(request_id: str, body: Fee, who: Lead, service: Svc) -> StaffView:
     return view(service, service.charge_fee(request_id, who.actor, body.amount, body.reason))
+
+
+@router.post("/requests/{request_id}/fee-paid", response_model=StaffView)
+def fee_paid(request_id: str, body: FeePaid, who: Lead, service: Svc) -> StaffView:
+    return view(service, service.fee_paid(request_id, who.actor, body.note))
 
 
 @router.get("/requests/{request_id}/journal", response_model=list[Entry])

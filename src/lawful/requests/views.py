@@ -40,6 +40,7 @@ class StaffView(BaseModel):
     repeat_of: str | None
     fee: str | None
     fee_reason: str | None
+    fee_paid_at: str | None
     refusal_grounds: str | None
     refusal_reason: str | None
     completed_at: dt.datetime | None
@@ -64,6 +65,7 @@ def view(service: Service, r: StoredRequest, notifications: bool = False) -> Sta
         extension_reason=r.extension_reason, verified_at=r.verified_at,
         verified_by=r.verified_by, verification_note=r.verification_note,
         repeat_of=r.repeat_of, fee=r.fee, fee_reason=r.fee_reason,
+        fee_paid_at=r.fee_paid_at.isoformat(timespec="seconds") if r.fee_paid_at else None,
         refusal_grounds=r.refusal_grounds, refusal_reason=r.refusal_reason,
         completed_at=r.completed_at, error=r.error, result=Service.result(r),
         notifications=told)

@@ -60,6 +60,21 @@ def refusal_body(manifest: Manifest, request: Request) -> str:
             + "You may also seek a judicial remedy (Art. 12(4) GDPR).\n")
 
 
+def fee_subject(manifest: Manifest) -> str:
+    return f"{_org(manifest)}: a fee for your request"
+
+
+def fee_body(manifest: Manifest, request: Request) -> str:
+    contact = manifest.rights.contact or manifest.organisation.controllers[0].email or ""
+    return (f"We received your request for {KINDS[request.type]} on "
+            f"{request.received_at:%d %B %Y}. We consider it manifestly unfounded or "
+            f"excessive, because:\n\n{request.fee_reason}\n\n"
+            f"Art. 12(5)(a) GDPR allows us to charge a reasonable fee for it: {request.fee}. "
+            "We will act on your request once it is paid"
+            + (f"; write to {contact} to arrange payment" if contact else "") + ".\n"
+            + _complaint(manifest))
+
+
 def _complaint(manifest: Manifest) -> str:
     authorities = manifest.organisation.supervisory_authorities
     if not authorities:

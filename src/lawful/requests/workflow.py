@@ -54,6 +54,10 @@ REPEAT_WINDOW = dt.timedelta(days=365)
 MAX_TEXT = 2000  # reasons, notes
 
 
+def _unpaid(request: Request) -> bool:
+    return request.fee is not None and request.fee_paid_at is None
+
+
 def _months(duration: Duration | None) -> int:
     if duration is None:
         return 0
@@ -281,7 +285,8 @@ class Service:
         audit.append(s, actor, "request.verified", request.id, how=note)
         # Only a proven identity runs at once: with `verify_identity: false` anyone could name
         # anyone's address, so such requests wait for a staff member to execute them.
-        if request.type in self.manifest.rights.auto_execute and actor != "lawful":
+        if request.type in self.manifest.rights.auto_execute and actor != "lawful" \
+                and not _unpaid(request):
             self._start(s, request, "lawful")
 
     # --- staff decisions --------------------------------------------------------------------
@@ -363,9 +368,32 @@ class Service:
         with db.transaction() as s:
             request = self._get(s, request_id, lock=True)
             self._refusable(s, request)
+            if request.fee_paid_at is not None:
+                raise Conflict(f"a fee of {request.fee} was already paid")
             request.fee, request.fee_reason = f"{number} {currency.upper()}", reason
+            address = decrypt(request.identity_enc).decode()
+            mail.queue(s, self.sender, address, words.fee_subject(self.manifest),
+                       words.fee_body(self.manifest, request), request.id)
             audit.append(s, actor, "request.fee", request.id, fee=request.fee, reason=reason)
-        return request
+        return self.after_commit(request)
+
+    def fee_paid(self, request_id: str, actor: str, note: str) -> Request:
+        """The fee was paid: the request may be executed (at once, if its kind runs by itself
+        and the requester is verified)."""
+        note = _text(note, "note")
+        with db.transaction() as s:
+            request = self._get(s, request_id, lock=True)
+            if not _unpaid(request):
+                raise Conflict("no fee is waiting to be paid on this request")
+            if request.status in CLOSED:
+                raise Conflict(f"the request is already {request.status}")
+            request.fee_paid_at = self.now()
+            audit.append(s, actor, "request.fee_paid", request.id, fee=request.fee, note=note)
+            if request.status == Status.verified.value and \
+                    request.type in self.manifest.rights.auto_execute and \
+                    request.verified_by != "lawful":
+                self._start(s, request, "lawful")
+        return self.after_commit(request)
 
     def execute(self, request_id: str, actor: str) -> Request:
         """Start a verified request (or restart one whose execution failed)."""
@@ -375,6 +403,9 @@ class Service:
             if request.status != Status.verified.value and not restart:
                 raise Conflict(f"the request is {request.status}; only a verified request "
                                "can be executed")
+            if _unpaid(request):
+                raise Conflict(f"a fee of {request.fee} is unpaid (Art. 12(5)(a)): record the "
+                               "payment first")
             self._start(s, request, actor)
         return self.after_commit(request)
 

@@ -36,6 +36,7 @@ class Request(Base):
     repeat_of: Mapped[str | None] = mapped_column(sa.String(32))
     fee: Mapped[str | None] = mapped_column(sa.String(64))
     fee_reason: Mapped[str | None] = mapped_column(sa.Text)
+    fee_paid_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime)  # none: unpaid
     refusal_grounds: Mapped[str | None] = mapped_column(sa.String(64))
     refusal_reason: Mapped[str | None] = mapped_column(sa.Text)
     started_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime)
