@@ -335,8 +335,9 @@ class Eraser:
             tp = self.plan.tables[TableKey(system, table)]
             tc = table_clause(tp)
             for group in action["update"]:
-                # unnest needs the keys' type: integer keys go as bigint[]; others (text,
-                # UUID…) take the CASE below, which compares them as the column's own type
+                # unnest needs typed arrays: psycopg types a list of integers, but sends
+                # strings untyped, so text or UUID keys take the CASE below, which compares
+                # them with the key column and lets the database infer the type
                 if joined and len(tp.pk) == 1 and all(type(pk[0]) is int
                                                       for pk in group["pks"]):
                     writes.append((tp, self._update_joined(conn, tp, group)))
