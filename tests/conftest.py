@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
+from lawful.demo.generate import generate
+
 ROOT = Path(__file__).resolve().parents[1]
 KERF = ROOT / "examples" / "kerf" / "lawful.yaml"
 SEEDS = ROOT / "examples" / "seeds"
@@ -63,3 +65,11 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def kerf_db(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A small Kerf database (SQLite, 60 customers), one per test module."""
+    path = tmp_path_factory.mktemp("kerf") / "kerf.db"
+    generate(f"sqlite:///{path}", 60, 11)
+    return f"sqlite:///{path}"

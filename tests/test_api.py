@@ -24,7 +24,6 @@ from hypothesis import HealthCheck, given, settings
 from lawful.api.app import create_app
 from lawful.api.auth import Role, create, revoke
 from lawful.api.limits import MAX_BODY, RateLimiter
-from lawful.demo.generate import generate
 from lawful.manifest import load_located
 from lawful.manifest.load import located_from_text
 from lawful.requests import mail
@@ -32,13 +31,6 @@ from lawful.requests.workflow import Service
 from lawful.store import db
 from lawful.store.models import Package
 from tests.conftest import KERF
-
-
-@pytest.fixture(scope="module")
-def kerf_db(tmp_path_factory: pytest.TempPathFactory) -> str:
-    path = tmp_path_factory.mktemp("kerf") / "kerf.db"
-    generate(f"sqlite:///{path}", 60, 11)
-    return f"sqlite:///{path}"
 
 
 @pytest.fixture

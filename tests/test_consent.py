@@ -42,7 +42,6 @@ from lawful.api.limits import RateLimiter
 from lawful.consent import unsubscribe
 from lawful.consent.contact import may_contact
 from lawful.consent.ledger import Ledger, Subject, pseudonymous_ip
-from lawful.demo.generate import generate
 from lawful.engine.erase import erase
 from lawful.engine.identities import Identities
 from lawful.engine.plan import build_plan
@@ -138,13 +137,6 @@ class World:
     def status(self, purpose: str, **who: str) -> dict[str, Any]:
         subject = Subject.of(**who)
         return next(s.__dict__ for s in self.ledger.state(subject) if s.purpose == purpose)
-
-
-@pytest.fixture(scope="module")
-def kerf_db(tmp_path_factory: pytest.TempPathFactory) -> str:
-    path = tmp_path_factory.mktemp("kerf") / "kerf.db"
-    generate(f"sqlite:///{path}", 60, 11)
-    return f"sqlite:///{path}"
 
 
 @pytest.fixture
