@@ -308,10 +308,11 @@ class Service:
             # Counted from receipt, as the law counts "two further months" (31 January: due
             # 28 February, extended by two months to 30 April, not 28 April), unless the
             # manifest's response time is not in months.
-            answer = self.manifest.rights.response_time
-            due = clock.add(request.received_at.date(), Duration(
-                _months(answer) + months, "months")) if _months(answer) else \
-                clock.add(request.first_due_on, Duration(months, "months"))
+            answer = _months(self.manifest.rights.response_time)
+            if answer:
+                due = clock.add(request.received_at.date(), Duration(answer + months, "months"))
+            else:
+                due = clock.add(request.first_due_on, Duration(months, "months"))
             if due <= request.due_on:
                 raise Conflict(f"the request is already due on {request.due_on}")
             request.due_on = due
