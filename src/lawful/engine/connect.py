@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from lawful.engine.plan import Plan, TablePlan
+from lawful.engine.readahead import read_ahead
 from lawful.interop.envurl import expand_url
 
 _ENGINES: dict[str, Engine] = {}
@@ -92,6 +93,7 @@ class Connections:
         self.plan = plan
         self.urls = {s.id: s.url for s in plan.manifest.systems}
         self._open: dict[str, Connection] = {}
+        self._second: dict[str, Connection] = {}  # PostgreSQL: a batch's second reader
         self._engines: dict[str, Engine] = {}
 
     def engine(self, system: str) -> Engine:
@@ -114,17 +116,29 @@ class Connections:
         its own statement-level snapshot (as in a READ COMMITTED transaction), without the
         BEGIN and ROLLBACK round trips. Writes always use a transaction of their own."""
         if system not in self._open:
-            engine = self.engine(system)
-            try:
-                conn = engine.connect()
-                if engine.dialect.name == "postgresql":
-                    conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-                self._open[system] = conn
-            except sa.exc.DBAPIError as exc:
-                raise EngineError(
-                    f"system {system!r} ({safe_url(engine)}) cannot be reached: "
-                    f"{_first_line(exc.orig)}") from None
+            self._open[system] = self._reader(system)
         return self._open[system]
+
+    def _reader(self, system: str) -> Connection:
+        engine = self.engine(system)
+        try:
+            conn = engine.connect()
+        except sa.exc.DBAPIError as exc:
+            raise EngineError(
+                f"system {system!r} ({safe_url(engine)}) cannot be reached: "
+                f"{_first_line(exc.orig)}") from None
+        if engine.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        return conn
+
+    def readers(self, system: str) -> list[Any]:
+        """The driver connections a batch's reads are spread over on PostgreSQL: the reading
+        connection and a second one, opened on first use and kept for the run (see
+        readahead.py). Both in autocommit."""
+        if system not in self._second:
+            self._second[system] = self._reader(system)
+        return [self.connection(system).connection.dbapi_connection,
+                self._second[system].connection.dbapi_connection]
 
     def ping_all(self) -> None:
         """Open every database before anything is written, so a down one changes nothing.
@@ -143,36 +157,37 @@ class Connections:
             raise EngineError(f"system {tp.key.system!r}, table {tp.key.table!r}: {detail}"
                               ) from None
 
-    def fetch_all(self, conn: Connection, queries: list[tuple[TablePlan, str, Any]]
-                  ) -> list[list[tuple[Any, ...]]]:
-        """Run compiled SQL on the driver's own cursor (the search's hot path). On PostgreSQL
-        the statements go out in one pipeline: one wait for the round, not one per table."""
-        return list(self.fetch_each(conn, queries))
+    def fetch_all(self, conn: Connection, queries: list[tuple[TablePlan, str, Any]],
+                  stream: bool = True) -> list[list[tuple[Any, ...]]]:
+        """Run compiled SQL on the driver's own cursor (the search's hot path); see
+        fetch_each() for `stream`."""
+        return list(self.fetch_each(conn, queries, stream))
 
     def fetch_each(self, conn: Connection, queries: list[tuple[TablePlan, str, Any]],
                    stream: bool = True) -> Iterator[list[tuple[Any, ...]]]:
-        """fetch_all() one result at a time, in the order of `queries`. On PostgreSQL every
-        statement is sent first (one pipeline); with `stream`, each result is handed over as it
-        arrives, so the caller works on the rows of one table while the server reads the next
-        (worth it for a batch's thousands of rows; for a few rows, one wait at the end costs
-        less than one per result)."""
+        """fetch_all() one result at a time, in the order of `queries`. On PostgreSQL, a
+        few statements go out in one pipeline (one wait for them all); with `stream` (a
+        batch's thousands of rows), they are spread over two connections, two backends
+        working at once, and each result is handed over as soon as it is there, so the caller
+        works on the rows of one table while the servers read the next (readahead.py)."""
         raw: Any = conn.connection.dbapi_connection
         cursors = [raw.cursor() for _ in queries]
         current = queries[0][0] if queries else None
         try:
-            if conn.dialect.name == "postgresql" and len(queries) > 1:
+            if conn.dialect.name == "postgresql" and len(queries) > 1 and stream:
+                readers = self.readers(queries[0][0].key.system)
+                for index, rows in read_ahead(readers, queries):
+                    yield rows
+                    # named in the error if the next statement fails
+                    current = queries[min(index + 1, len(queries) - 1)][0]
+            elif conn.dialect.name == "postgresql" and len(queries) > 1:
                 with raw.pipeline():
                     for cursor, (tp, sql, params) in zip(cursors, queries, strict=True):
                         current = tp
                         cursor.execute(sql, params)
-                    if stream:
-                        for cursor, (tp, _, _) in zip(cursors, queries, strict=True):
-                            current = tp
-                            yield list(cursor.fetchall())
-                if not stream:
-                    for cursor, (tp, _, _) in zip(cursors, queries, strict=True):
-                        current = tp
-                        yield list(cursor.fetchall())
+                for cursor, (tp, _, _) in zip(cursors, queries, strict=True):
+                    current = tp
+                    yield list(cursor.fetchall())
             else:
                 for cursor, (tp, sql, params) in zip(cursors, queries, strict=True):
                     current = tp
@@ -215,9 +230,10 @@ class Connections:
         return None
 
     def close(self) -> None:
-        for conn in self._open.values():
+        for conn in [*self._open.values(), *self._second.values()]:
             conn.close()
         self._open.clear()
+        self._second.clear()
 
     def release(self) -> None:
         """Before writing elsewhere: close the connections that may hold a transaction (its

@@ -22,6 +22,8 @@ import sqlite3
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,21 +93,49 @@ def _json_key(pk: Pk | list[Any]) -> str:
 
 
 def _replacement(f: FieldPlan, value: Any, region: str | None) -> Any:
+    return _replacer(f, region)(value)
+
+
+def _replacer(f: FieldPlan, region: str | None) -> Callable[[Any], Any]:
+    """The erased form of a value of `f`, as one function chosen once per field and run: a
+    batch calls it for every field of every row it anonymises."""
     strategy = f.strategy
-    if value is None or strategy in (None, Strategy.null, Strategy.delete_row):
-        return None
+    if strategy in (None, Strategy.null, Strategy.delete_row):
+        return _nothing
     if strategy is Strategy.fixed:
-        return f.decl.fixed_value
-    text = str(value)
+        fixed = f.decl.fixed_value
+        return lambda value: None if value is None else fixed
     if strategy is Strategy.mask:
-        # Keep the last four only when something is left to hide; short values go entirely.
-        return "*" * len(text) if len(text) <= 4 else "*" * (len(text) - 4) + text[-4:]
+        return _masked
     if strategy is Strategy.hash:
-        if f.decl.identity is not None:
-            with contextlib.suppress(IdentityError):
-                text = normalise(f.decl.identity, text, region)
-        return keyed_hash(text)
-    return value  # keep
+        kind = f.decl.identity
+
+        def pseudonym(value: Any) -> Any:
+            if value is None:
+                return None
+            text = str(value)
+            if kind is not None:
+                with contextlib.suppress(IdentityError):
+                    text = normalise(kind, text, region)
+            return keyed_hash(text)
+        return pseudonym
+    return _kept
+
+
+def _nothing(_value: Any) -> None:
+    return None
+
+
+def _kept(value: Any) -> Any:
+    return value
+
+
+def _masked(value: Any) -> Any:
+    if value is None:
+        return None
+    text = str(value)
+    # Keep the last four only when something is left to hide; short values go entirely.
+    return "*" * len(text) if len(text) <= 4 else "*" * (len(text) - 4) + text[-4:]
 
 
 def _erasable(f: FieldPlan) -> bool:
@@ -227,24 +257,32 @@ class Eraser:
         kept: set[str] = {f.name for f in tp.personal_fields if not _erasable(f)} \
             if rows else set()
         region = self.plan.region
+        # What is per field, looked up once: the loop below runs for every row of a batch.
+        specs = [(f, f.name, f.hold is not None, f.erased_test, _replacer(f, region))
+                 for f in erasable]
         for pk, row in rows.items():
             changes: dict[str, Any] = {}
-            for f in erasable:
-                if f.hold is not None and self.field_held(f, row):
-                    kept.add(f.name)
+            for f, name, held, erased, replace in specs:
+                if held and self.field_held(f, row):
+                    kept.add(name)
                     continue
-                value = row.get(f.name)
-                if not f.holds_erased(value):
-                    changes[f.name] = _replacement(f, value, region)
+                value = row.get(name)
+                if not erased(value):
+                    changes[name] = replace(value)
             if not changes:
                 continue
-            names = tuple(sorted(changes))
-            group = groups.setdefault(names, {"fields": list(names), "pks": [], "values": {}})
+            names = tuple(sorted(changes)) if len(changes) > 1 else tuple(changes)
+            group = groups.get(names)
+            if group is None:
+                group = groups[names] = {"fields": list(names), "pks": [], "values": {}}
             group["pks"].append(list(pk))
             key = _json_key(pk)
             values = group["values"]
             for name, new in changes.items():
-                values.setdefault(name, {})[key] = new
+                column = values.get(name)
+                if column is None:
+                    column = values[name] = {}
+                column[key] = new
         result.kept_fields = sorted(kept)
         return list(groups.values())
 
@@ -263,8 +301,11 @@ class Eraser:
 
     # --- applying ---------------------------------------------------------------------------
 
-    def apply(self, run_id: str, actions: dict[str, Any]) -> int:
-        """One transaction per database, with its marker row; returns statements executed."""
+    def apply(self, run_id: str, actions: dict[str, Any],
+              before_commit: Callable[[], Any] | None = None) -> int:
+        """One transaction per database, with its marker row; returns statements executed.
+        `before_commit` is called (once) before the first database commits: it waits for the
+        journal, which is written while the writes run."""
         statements = 0
         committed: list[str] = []
         for system in self.plan.systems():
@@ -272,7 +313,8 @@ class Eraser:
             if not todo:
                 continue
             try:
-                statements += self._apply_one(run_id, system, todo)
+                statements += self._apply_one(run_id, system, todo, before_commit)
+                before_commit = None
             except EngineError as exc:
                 if not committed:
                     raise
@@ -283,7 +325,8 @@ class Eraser:
             committed.append(system)
         return statements
 
-    def _apply_one(self, run_id: str, system: str, todo: dict[str, Any]) -> int:
+    def _apply_one(self, run_id: str, system: str, todo: dict[str, Any],
+                   before_commit: Callable[[], Any] | None = None) -> int:
         """One database: its writes and its marker row in one transaction."""
         engine = self.conns.engine(system)
         if engine.url not in _MARKER_MADE:
@@ -293,15 +336,16 @@ class Eraser:
             _ensure_marker(engine)
             _MARKER_MADE.add(engine.url)
         try:
-            return self._apply_marked(run_id, system, todo, engine)
+            return self._apply_marked(run_id, system, todo, engine, before_commit)
         except _NoMarkerTable:
             # The first run on this database (or it was recreated): make the marker table,
             # DDL outside the transaction (MySQL would commit it), and start again.
             _ensure_marker(engine)
-            return self._apply_marked(run_id, system, todo, engine)
+            return self._apply_marked(run_id, system, todo, engine, before_commit)
 
     def _apply_marked(self, run_id: str, system: str, todo: dict[str, Any],
-                      engine: sa.Engine) -> int:
+                      engine: sa.Engine, before_commit: Callable[[], Any] | None = None
+                      ) -> int:
         """The marker row goes first in the transaction: a run already committed here (a
         resumed run) fails on it before any write, and is then skipped; no separate read."""
         try:
@@ -310,6 +354,8 @@ class Eraser:
                     run_id=run_id, system=system, action="erase", completed_at=state.now()))]
                 writes += self._writes(conn, system, todo)
                 self._execute(conn, writes)
+                if before_commit is not None:
+                    before_commit()  # the journal is durable: only now may this commit
                 _fault_point(f"{system}:before-commit")
         except EngineError as failed:
             try:
@@ -679,19 +725,51 @@ def erase(plan: Plan, identities: Identities, *, dry_run: bool = False, persons:
         if dry_run:
             result.seconds = time.perf_counter() - started
             return result
-        if resumed is None:
-            state.open_run(run_id, "erase", digest, manifest_digest(plan, conns), {
-                "actions": actions, "tables": [t.__dict__ for t in tables],
-                "identities": known.as_dict()})
         conns.release()  # writes use their own transactions
-        result.statements += eraser.apply(run_id, actions)
-        result.leftovers = verify(plan, conns, known, actions, eraser.today)
-        result.verified = not result.leftovers
-        result.suppressed = state.suppress_and_close(
-            known, "erasure", run_id, {"tables": [t.__dict__ for t in tables],
-                                       "verified": result.verified})
+        # While the databases work on a batch's writes, this process has nothing to do but
+        # the journal (encrypting the decisions) and the suppression list's keyed hashes: both
+        # run beside the writes. The journal must be durable before any database commits (a
+        # run killed after a commit resumes from it), not before the writes are sent. A small
+        # run does them in turn: a thread would cost it more than it saves.
+        big = _rows_planned(actions) >= ASIDE_FROM
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="lawful-erase") if big \
+                else contextlib.nullcontext() as aside:
+            journal = None if resumed is not None else _soon(
+                aside, state.open_run, run_id, "erase", digest, manifest_digest(plan, conns), {
+                    "actions": actions, "tables": [t.__dict__ for t in tables],
+                    "identities": known.as_dict()})
+            hashes = _soon(aside, state.identity_hashes, known)
+            result.statements += eraser.apply(
+                run_id, actions, before_commit=journal.result if journal else None)
+            if journal is not None:
+                journal.result()  # nothing to write anywhere: its failure is still raised
+            result.leftovers = verify(plan, conns, known, actions, eraser.today)
+            result.verified = not result.leftovers
+            result.suppressed = state.suppress_and_close(
+                known, "erasure", run_id, {"tables": [t.__dict__ for t in tables],
+                                           "verified": result.verified},
+                hashes=hashes.result())
     result.seconds = time.perf_counter() - started
     return result
+
+
+ASIDE_FROM = 2000  # rows planned from which the journal and the hashes run beside the writes
+
+
+def _rows_planned(actions: dict[str, Any]) -> int:
+    return sum(len(action["delete"]) + sum(len(group["pks"]) for group in action["update"])
+               for tables in actions.values() for action in tables.values())
+
+
+def _soon(pool: ThreadPoolExecutor | None, func: Callable[..., Any], *args: Any
+          ) -> Future[Any]:
+    """func(*args) on the pool; without one, now (a failure raised at once, as before any
+    write), its result kept the same way."""
+    if pool is not None:
+        return pool.submit(func, *args)
+    done: Future[Any] = Future()
+    done.set_result(func(*args))
+    return done
 
 
 def verify(plan: Plan, conns: Connections, identities: Identities, actions: dict[str, Any],

@@ -160,16 +160,17 @@ class Searcher:
         by_system: dict[str, list[int]] = defaultdict(list)
         for i, query in enumerate(queries):
             by_system[query[0].key.system].append(i)
+        # A batch's statements (thousands of values) are streamed; a few rows are not.
+        big = sum(len(p) if isinstance(p, tuple | dict) else 1 for _, _, p in queries) \
+            > ARRAY_FROM or any(isinstance(v, list) for _, _, p in queries
+                                if isinstance(p, dict) for v in p.values())
         if len(by_system) == 1:
             system = next(iter(by_system))
-            big = sum(len(p) if isinstance(p, tuple | dict) else 1 for _, _, p in queries) \
-                > ARRAY_FROM or any(isinstance(v, list) for _, _, p in queries
-                                    if isinstance(p, dict) for v in p.values())
             return self.conns.fetch_each(self.conns.connection(system), queries, stream=big)
         out: list[list[tuple[Any, ...]]] = [[] for _ in queries]
         for system, indexes in by_system.items():
             conn = self.conns.connection(system)
-            rows = self.conns.fetch_all(conn, [queries[i] for i in indexes])
+            rows = self.conns.fetch_all(conn, [queries[i] for i in indexes], stream=big)
             for i, result in zip(indexes, rows, strict=True):
                 out[i] = result
         return iter(out)

@@ -205,10 +205,12 @@ def _close(conn: sa.Connection, run_id: str, summary: dict[str, Any]) -> None:
 
 
 def suppress_and_close(identities: Identities, reason: str, run_id: str,
-                       summary: dict[str, Any]) -> int:
-    """suppress() and close_run() in one transaction of the store: both or neither."""
+                       summary: dict[str, Any], hashes: list[tuple[str, str]] | None = None
+                       ) -> int:
+    """suppress() and close_run() in one transaction of the store: both or neither.
+    `hashes`: identity_hashes(identities), when the caller computed them already."""
     with store().begin() as conn:
-        added = _suppress(conn, identities, reason)
+        added = _suppress(conn, identities, reason, hashes)
         _close(conn, run_id, summary)
     return added
 
@@ -219,8 +221,9 @@ def suppress(identities: Identities, reason: str) -> int:
         return _suppress(conn, identities, reason)
 
 
-def _suppress(conn: sa.Connection, identities: Identities, reason: str) -> int:
-    pairs = dict(identity_hashes(identities))
+def _suppress(conn: sa.Connection, identities: Identities, reason: str,
+              hashes: list[tuple[str, str]] | None = None) -> int:
+    pairs = dict(identity_hashes(identities) if hashes is None else hashes)
     if conn.dialect.name == "sqlite" and pairs:
         # A batch adds tens of thousands: the driver's executemany, the duplicates ignored by
         # the primary key, the count of rows added from the connection's own change counter.
