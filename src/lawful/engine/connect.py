@@ -158,13 +158,13 @@ class Connections:
                               ) from None
 
     def fetch_all(self, conn: Connection, queries: list[tuple[TablePlan, str, Any]],
-                  stream: bool = True) -> list[list[tuple[Any, ...]]]:
+                  stream: bool = False) -> list[list[tuple[Any, ...]]]:
         """Run compiled SQL on the driver's own cursor (the search's hot path); see
         fetch_each() for `stream`."""
         return list(self.fetch_each(conn, queries, stream))
 
     def fetch_each(self, conn: Connection, queries: list[tuple[TablePlan, str, Any]],
-                   stream: bool = True) -> Iterator[list[tuple[Any, ...]]]:
+                   stream: bool = False) -> Iterator[list[tuple[Any, ...]]]:
         """fetch_all() one result at a time, in the order of `queries`. On PostgreSQL, a
         few statements go out in one pipeline (one wait for them all); with `stream` (a
         batch's thousands of rows), they are spread over two connections, two backends

@@ -35,7 +35,16 @@ from lawful.engine.bulk import collector_paused
 from lawful.engine.connect import Connections, EngineError, safe_url, statement_error
 from lawful.engine.identities import WEAK, Identities, IdentityError, normalise
 from lawful.engine.plan import FieldPlan, Hold, Plan, TableKey, TablePlan
-from lawful.engine.search import CHUNK, Found, Pk, Row, Searcher, table_clause
+from lawful.engine.search import (
+    CHUNK,
+    SPREAD_FROM,
+    Found,
+    Pk,
+    Row,
+    Searcher,
+    bound_values,
+    table_clause,
+)
 from lawful.keys import keyed_hash
 from lawful.manifest.model import Identity, Strategy
 
@@ -605,7 +614,9 @@ def _reread(plan: Plan, conns: Connections, actions: dict[str, Any],
         if not queries:
             continue
         conn = conns.connection(system)
-        for (kind, tp, group), result in zip(checks, conns.fetch_each(conn, queries),
+        # A batch's re-reads (thousands of keys) on two connections; one person's in one go.
+        big = bound_values(queries) > SPREAD_FROM
+        for (kind, tp, group), result in zip(checks, conns.fetch_each(conn, queries, big),
                                              strict=True):
             if kind == "deleted" and result:
                 problems.append(f"{tp.key}: {len(result)} row(s) not deleted")

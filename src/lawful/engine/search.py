@@ -27,6 +27,7 @@ from lawful.manifest.model import Identity
 
 CHUNK = 2000  # values per IN list: under every backend's parameter limit
 ARRAY_FROM = 64  # PostgreSQL: bind arrays instead of IN lists above this many values
+SPREAD_FROM = 2000  # PostgreSQL: reads binding more values than this go on two connections
 Row = dict[str, Any]
 Pk = tuple[Any, ...]
 Query = tuple[TablePlan, str, Any]  # table, compiled SQL, parameters
@@ -87,6 +88,12 @@ def _values(cond: _Condition, dialect: str) -> list[Any]:
     if cond.casefold and dialect != "mysql":
         return sorted({v for value in cond.values for v in sqlite_forms(value)})
     return sorted(cond.values, key=str)
+
+
+def bound_values(queries: list[Query]) -> int:
+    """How many values the statements bind, an array counting its elements."""
+    return sum(sum(len(v) if isinstance(v, list) else 1 for v in p.values())
+               if isinstance(p, dict) else len(p) for _, _, p in queries)
 
 
 def _padded(values: list[Any]) -> list[Any]:
@@ -160,10 +167,10 @@ class Searcher:
         by_system: dict[str, list[int]] = defaultdict(list)
         for i, query in enumerate(queries):
             by_system[query[0].key.system].append(i)
-        # A batch's statements (thousands of values) are streamed; a few rows are not.
-        big = sum(len(p) if isinstance(p, tuple | dict) else 1 for _, _, p in queries) \
-            > ARRAY_FROM or any(isinstance(v, list) for _, _, p in queries
-                                if isinstance(p, dict) for v in p.values())
+        # A batch's statements (thousands of keys, where the server's work dominates) are
+        # read on two connections and handed over one by one; a person's few go out together
+        # and come back in one wait.
+        big = bound_values(queries) > SPREAD_FROM
         if len(by_system) == 1:
             system = next(iter(by_system))
             return self.conns.fetch_each(self.conns.connection(system), queries, stream=big)
