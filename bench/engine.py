@@ -180,6 +180,22 @@ def load(url: str, customers: int) -> None:
     engine.dispose()
 
 
+def prewarm(engine: sa.Engine) -> None:
+    """Read the schema's tables and indexes into PostgreSQL's buffers (pg_prewarm), so that
+    whichever side runs first does not pay for the cold pages the other then finds warm: a
+    first batch on a freshly loaded database took 30 to 40 % longer on both sides."""
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS pg_prewarm"))
+            blocks = conn.execute(sa.text(
+                "SELECT sum(pg_prewarm(c.oid)) FROM pg_class c JOIN pg_namespace n "
+                "ON n.oid = c.relnamespace WHERE n.nspname = current_schema() "
+                "AND c.relkind IN ('r', 'i')")).scalar()
+        print(f"prewarmed {blocks or 0:,} blocks")
+    except sa.exc.DBAPIError as exc:  # no extension, or not allowed: measure as it is
+        print(f"not prewarmed ({type(exc.orig).__name__})")
+
+
 def sample(url: str, n: int, rng: random.Random) -> list[str]:
     """Distinct random persons who are still whole (never erased by an earlier phase)."""
     engine = sa.create_engine(url)
@@ -234,6 +250,7 @@ def main() -> None:
     if engine.dialect.name == "postgresql":
         with engine.begin() as conn:
             conn.execute(sa.text("ANALYZE"))
+        prewarm(engine)
     plan: Plan = build_plan(load_manifest(ROOT / "examples" / "kerf" / "lawful.yaml"))
     hand = Hand(engine)
     rng = random.Random(42)
