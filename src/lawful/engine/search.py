@@ -80,7 +80,13 @@ class _Condition:
 
 
 def table_clause(tp: TablePlan) -> sa.TableClause:
-    return sa.table(tp.key.table, *(sa.column(c) for c in tp.columns))
+    """The table as SQLAlchemy Core sees it: built once per plan and table, not for every
+    statement of every request (a few hundred microseconds of a person's erasure)."""
+    clause: sa.TableClause | None = tp.__dict__.get("_clause")
+    if clause is None:
+        clause = tp.__dict__["_clause"] = sa.table(
+            tp.key.table, *(sa.column(c) for c in tp.columns))
+    return clause
 
 
 
