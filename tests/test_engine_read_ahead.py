@@ -5,6 +5,7 @@ journal that cannot be written leaves the databases untouched."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -91,7 +92,27 @@ def test_a_caller_that_stops_early_leaves_no_worker_running(url: str) -> None:
     engine.dispose()
 
 
-def test_a_batch_search_names_the_column_the_database_lacks(url: str, plan: Plan) -> None:
+@pytest.fixture
+def spread(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every read on two connections, whatever its size (80 persons bind some hundreds of
+    values, under the threshold); the list counts the calls to read_ahead."""
+    from lawful.engine import connect, search
+
+    calls: list[int] = []
+    real = connect.read_ahead
+
+    def counted(connections: list[object], queries: list[object]) -> Iterator[object]:
+        calls.append(len(queries))
+        return real(connections, queries)
+
+    monkeypatch.setattr(search, "SPREAD_FROM", 0)
+    monkeypatch.setattr(erase_module, "SPREAD_FROM", 0)
+    monkeypatch.setattr(connect, "read_ahead", counted)
+    return calls
+
+
+def test_a_batch_search_names_the_column_the_database_lacks(url: str, plan: Plan,
+                                                             spread: list[int]) -> None:
     """The batch path (arrays, two readers) fails like the single-person one: the table and
     the column are named, and nothing is changed."""
     ids = everyone(url)
@@ -100,6 +121,58 @@ def test_a_batch_search_names_the_column_the_database_lacks(url: str, plan: Plan
     with pytest.raises(EngineError, match=r"support_ticket.*lacks the column\(s\) body"):
         erase(plan, ids, persons=80)
     assert rows_of_all_but(url, "support_ticket") == before
+    assert spread  # the two connections were used
+    assert not [t for t in threading.enumerate() if t.name == "lawful-read-ahead"]
+
+
+def test_a_failure_while_rows_are_taken_leaves_no_read_running(
+        url: str, plan: Plan, spread: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The caller fails between two results: the readers stop and are joined before the
+    connections go back to the pool, which the next run then uses as usual."""
+    from lawful.engine import connect, search
+
+    counted = connect.read_ahead
+
+    def slowly(connections: list[object], queries: list[tuple[object, str, object]]
+               ) -> Iterator[object]:
+        # Each statement takes 0.2 s: without being stopped, the readers would still be
+        # running, on pooled connections, long after the caller failed.
+        slow = [(tp, re.sub(r"\sWHERE\s(.*)$", r" WHERE (SELECT 1 FROM pg_sleep(0.2)) = 1 "
+                            r"AND (\1)", sql, count=1, flags=re.S), params)
+                for tp, sql, params in queries]
+        assert all("pg_sleep" in sql for _, sql, _ in slow)
+        return counted(connections, slow)
+
+    monkeypatch.setattr(connect, "read_ahead", slowly)
+    real = search.Searcher._take_all
+    taken: list[int] = []
+
+    def fail_on_second(self: search.Searcher, *args: object) -> None:
+        taken.append(1)
+        if len(taken) == 2:
+            raise RuntimeError("the caller failed")
+        real(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(search.Searcher, "_take_all", fail_on_second)
+    # What matters is the moment the connections go back to the pool: no reader may still
+    # be using them then.
+    at_close: list[list[str]] = []
+    close = Connections.close
+
+    def watched(self: Connections) -> None:
+        at_close.append([t.name for t in threading.enumerate()
+                         if t.name == "lawful-read-ahead"])
+        close(self)
+
+    monkeypatch.setattr(Connections, "close", watched)
+    started = time.perf_counter()
+    with pytest.raises(RuntimeError, match="the caller failed"):
+        erase(plan, everyone(url), persons=80)
+    assert at_close and not any(at_close), at_close
+    assert time.perf_counter() - started < 1.5  # stopped, not run to the end
+    monkeypatch.setattr(search.Searcher, "_take_all", real)
+    monkeypatch.setattr(connect, "read_ahead", counted)
+    assert erase(plan, everyone(url), persons=80).verified
 
 
 def rows_of_all_but(url: str, table: str) -> dict[str, list[tuple[object, ...]]]:
@@ -117,7 +190,7 @@ def rows_of_all_but(url: str, table: str) -> dict[str, list[tuple[object, ...]]]
 
 
 def test_the_search_reads_on_two_connections_and_finds_what_one_finds(
-        url: str, plan: Plan, monkeypatch: pytest.MonkeyPatch) -> None:
+        url: str, plan: Plan, spread: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
     from lawful.engine import connect, search
 
     ids = everyone(url)
@@ -129,6 +202,7 @@ def test_the_search_reads_on_two_connections_and_finds_what_one_finds(
         return {k: set(v) for k, v in result.rows.items() if v}
 
     two = found()
+    assert spread
     # The same search with the pipeline on one connection only.
     monkeypatch.setattr(connect, "read_ahead", None)
     original = connect.Connections.fetch_each

@@ -173,10 +173,13 @@ class Connections:
         raw: Any = conn.connection.dbapi_connection
         cursors = [raw.cursor() for _ in queries]
         current = queries[0][0] if queries else None
+        ahead: Iterator[tuple[int, list[tuple[Any, ...]]]] | None = None
         try:
             if conn.dialect.name == "postgresql" and len(queries) > 1 and stream:
-                readers = self.readers(queries[0][0].key.system)
-                for index, rows in read_ahead(readers, queries):
+                system = queries[0][0].key.system
+                assert conn is self.connection(system), "the reads of one system only"
+                ahead = read_ahead(self.readers(system), queries)
+                for index, rows in ahead:
                     yield rows
                     # named in the error if the next statement fails
                     current = queries[min(index + 1, len(queries) - 1)][0]
@@ -203,6 +206,8 @@ class Connections:
             raise EngineError(f"system {where.key.system!r}, table {where.key.table!r}: "
                               f"{problem}") from None
         finally:
+            if ahead is not None:
+                ahead.close()  # its workers stopped and joined, whatever ended this
             for cursor in cursors:
                 cursor.close()
 

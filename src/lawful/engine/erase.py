@@ -615,13 +615,13 @@ def _reread(plan: Plan, conns: Connections, actions: dict[str, Any],
             continue
         conn = conns.connection(system)
         # A batch's re-reads (thousands of keys) on two connections; one person's in one go.
-        big = bound_values(queries) > SPREAD_FROM
-        for (kind, tp, group), result in zip(checks, conns.fetch_each(conn, queries, big),
-                                             strict=True):
-            if kind == "deleted" and result:
-                problems.append(f"{tp.key}: {len(result)} row(s) not deleted")
-            for values in result if group is not None else []:
-                check(tp, group, dict(zip(tp.columns, values, strict=True)))
+        results = conns.fetch_each(conn, queries, bound_values(queries) > SPREAD_FROM)
+        with contextlib.closing(results):  # no read left running if a check fails
+            for (kind, tp, group), result in zip(checks, results, strict=True):
+                if kind == "deleted" and result:
+                    problems.append(f"{tp.key}: {len(result)} row(s) not deleted")
+                for values in result if group is not None else []:
+                    check(tp, group, dict(zip(tp.columns, values, strict=True)))
     return problems
 
 

@@ -14,6 +14,7 @@ it: the same as one connection reading them in turn.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -30,33 +31,36 @@ def read_ahead(connections: Sequence[Any], queries: Sequence[Query]
     results: dict[int, list[tuple[Any, ...]] | BaseException] = {}
     ready = threading.Condition()
     state = {"next": 0, "stop": False}
+    busy: set[int] = set()  # the connections (by position) running a statement
 
-    def take() -> int | None:
+    def take(worker: int) -> int | None:
         with ready:
             if state["stop"] or state["next"] >= len(queries):
                 return None
             index = state["next"]
             state["next"] += 1
+            busy.add(worker)
             return index
 
-    def work(conn: Any) -> None:
-        while (index := take()) is not None:
-            _, sql, params = queries[index]
+    def work(worker: int, conn: Any) -> None:
+        while (index := take(worker)) is not None:
             outcome: list[tuple[Any, ...]] | BaseException
             try:
+                _, sql, params = queries[index]
                 with conn.cursor() as cursor:
                     cursor.execute(sql, params)
                     outcome = cursor.fetchall()
             except BaseException as exc:  # handed to the caller, who raises it
                 outcome = exc
             with ready:
+                busy.discard(worker)
                 results[index] = outcome
                 if isinstance(outcome, BaseException):
                     state["stop"] = True
                 ready.notify_all()
 
-    workers = [threading.Thread(target=work, args=(conn,), daemon=True,
-                                name="lawful-read-ahead") for conn in connections]
+    workers = [threading.Thread(target=work, args=(i, conn), daemon=True,
+                                name="lawful-read-ahead") for i, conn in enumerate(connections)]
     for worker in workers:
         worker.start()
     try:
@@ -71,5 +75,11 @@ def read_ahead(connections: Sequence[Any], queries: Sequence[Query]
     finally:
         with ready:
             state["stop"] = True  # a caller that stops early, or a failure: no new statement
+            running = [connections[i] for i in busy]
+        for conn in running:
+            # Nobody will read what is still running: ask the server to stop it rather than
+            # wait for it (a request that arrives after the statement ended does nothing).
+            with contextlib.suppress(Exception):
+                conn.cancel_safe()
         for worker in workers:
             worker.join()

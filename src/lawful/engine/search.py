@@ -13,6 +13,7 @@ shared browser must not lead from one customer to another's account.
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -156,37 +157,40 @@ class Searcher:
                     work.append((tp, conditions, self._queries(tp, conditions)))
             results = self._run([q for _, _, queries in work for q in queries] + pending,
                                 found)
-            for tp, conditions, queries in work:
-                for _ in queries:
-                    self._take_all(tp, next(results), conditions, found, seen_vals, next_ids,
-                                   next_vals)
-            found.extra += [next(results) for _ in pending]
-            pending = []
-            deque(results, maxlen=0)  # to its end: the pipeline closes, the cursors too
+            # Closed whatever happens: a failure while taking rows must not leave reads
+            # running on connections that are about to go back to the pool.
+            with contextlib.closing(results):
+                for tp, conditions, queries in work:
+                    for _ in queries:
+                        self._take_all(tp, next(results), conditions, found, seen_vals,
+                                       next_ids, next_vals)
+                found.extra += [next(results) for _ in pending]
+                pending = []
+                deque(results, maxlen=0)  # to its end: the pipeline closes, the cursors too
             new_ids, new_vals = next_ids, {k: v for k, v in next_vals.items() if v}
         return found
 
     def _run(self, queries: list[Query], found: Found) -> Iterator[list[tuple[Any, ...]]]:
         """Results in the order of `queries`, each database's statements sent together; with
-        one database, each result as it arrives."""
+        one database, each result as it arrives. A batch's statements (thousands of keys,
+        where the server's work dominates) are read on two connections and handed over one
+        by one; a person's few go out together and come back in one wait."""
         found.statements += len(queries)
         by_system: dict[str, list[int]] = defaultdict(list)
         for i, query in enumerate(queries):
             by_system[query[0].key.system].append(i)
-        # A batch's statements (thousands of keys, where the server's work dominates) are
-        # read on two connections and handed over one by one; a person's few go out together
-        # and come back in one wait.
-        big = bound_values(queries) > SPREAD_FROM
         if len(by_system) == 1:
             system = next(iter(by_system))
-            return self.conns.fetch_each(self.conns.connection(system), queries, stream=big)
+            return self.conns.fetch_each(self.conns.connection(system), queries,
+                                         stream=bound_values(queries) > SPREAD_FROM)
         out: list[list[tuple[Any, ...]]] = [[] for _ in queries]
         for system, indexes in by_system.items():
             conn = self.conns.connection(system)
-            rows = self.conns.fetch_all(conn, [queries[i] for i in indexes], stream=big)
+            mine = [queries[i] for i in indexes]
+            rows = self.conns.fetch_all(conn, mine, stream=bound_values(mine) > SPREAD_FROM)
             for i, result in zip(indexes, rows, strict=True):
                 out[i] = result
-        return iter(out)
+        return (rows for rows in out)  # a generator, closed like the others
 
     def _conditions(self, tp: TablePlan, new_ids: Identities,
                     new_vals: dict[tuple[TableKey, str, bool], set[Any]],

@@ -39,7 +39,7 @@ import sqlalchemy as sa
 
 from lawful.engine import state
 from lawful.engine.connect import Connections, EngineError, statement_error
-from lawful.engine.erase import _replacement
+from lawful.engine.erase import _replacement, _replacer
 from lawful.engine.identities import IdentityError, normalise
 from lawful.engine.plan import Plan
 from lawful.keys import keyed_hash
@@ -390,10 +390,12 @@ class Sweeper:
         if self.per_row:
             width = len(self.pk)
             region = self.ctx.plan.region
+            # The erased form's function chosen once per field, not once per row.
+            replace = [(f"new_{f.name}", width + i, _replacer(b.field_plan(f), region))
+                       for i, f in enumerate(self.per_row)]
             params = []
             for r in rows:
-                values = {f"new_{f.name}": _replacement(b.field_plan(f), r[width + i], region)
-                          for i, f in enumerate(self.per_row)}
+                values = {name: erased(r[at]) for name, at, erased in replace}
                 params.append({**values, **{f"key_{c}": v for c, v in zip(
                     b.tp.pk, r[:width], strict=True)}})
             stmt = sa.update(self.t).where(*(
