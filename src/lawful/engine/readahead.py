@@ -47,9 +47,12 @@ def read_ahead(connections: Sequence[Any], queries: Sequence[Query]
             outcome: list[tuple[Any, ...]] | BaseException
             try:
                 _, sql, params = queries[index]
-                with conn.cursor() as cursor:
+                cursor = conn.cursor()  # (sqlite3's cursor is no context manager)
+                try:
                     cursor.execute(sql, params)
                     outcome = cursor.fetchall()
+                finally:
+                    cursor.close()
             except BaseException as exc:  # handed to the caller, who raises it
                 outcome = exc
             with ready:
