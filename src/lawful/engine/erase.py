@@ -43,6 +43,7 @@ from lawful.engine.search import (
     Row,
     Searcher,
     bound_values,
+    ordered,
     table_clause,
 )
 from lawful.keys import keyed_hash
@@ -188,11 +189,11 @@ class Eraser:
             result.deleted = len(delete)
             result.anonymised = sum(len(group["pks"]) for group in updates)  # one group a row
             actions[key.system][key.table] = {
-                "delete": [list(pk) for pk in sorted(delete, key=str)],
+                "delete": [list(pk) for pk in ordered(delete)],
                 "update": updates,
             }
-        ordered = [results[k] for k in self.plan.delete_order if k in results]
-        return dict(actions), ordered
+        in_order = [results[k] for k in self.plan.delete_order if k in results]
+        return dict(actions), in_order
 
     def apply_table_hold(self, tp: TablePlan, rows: dict[Pk, Row], result: TableResult
                          ) -> list[Pk]:
@@ -246,8 +247,9 @@ class Eraser:
                 results = self.conns.fetch_all(conn, [(child, sql, {"v": list(values)})])[0]
             else:
                 results = []
-                for start in range(0, len(values), CHUNK):
-                    chunk = sorted(values, key=str)[start:start + CHUNK]
+                keys = ordered(values)
+                for start in range(0, len(keys), CHUNK):
+                    chunk = keys[start:start + CHUNK]
                     stmt = sa.select(*cols).where(tc.c[edge.child_col].in_(chunk))
                     results += list(self.conns.execute(conn, child, stmt))
             for row in results:
