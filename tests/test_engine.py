@@ -252,6 +252,22 @@ def test_batch_erasure_uses_the_same_statements_per_table(kerf: Kerf) -> None:
     assert left == 0
 
 
+@pytest.mark.parametrize("kerf", ["sqlite"], indirect=True)
+def test_a_run_says_what_it_is_doing(kerf: Kerf) -> None:
+    """What the CLI shows beside a batch's spinner, in the order the run does it."""
+    said: list[str] = []
+    result = erase(kerf.plan, Identities.of({Identity.email: _emails(kerf, 5)}), persons=5,
+                   phase=said.append)
+    assert result.verified
+    assert said[0] == "finding every row" and said[1].startswith("deciding for ")
+    assert said[2:] == ["writing", "verifying: searching again",
+                        "adding to the suppression list"]
+    dry: list[str] = []
+    erase(kerf.plan, Identities.of({Identity.email: _emails(kerf, 8)[5:]}), dry_run=True,
+          phase=dry.append)
+    assert "writing" not in dry  # a dry run writes nothing, and says nothing of it
+
+
 def _emails(k: Kerf, n: int) -> list[str]:
     engine = sa.create_engine(k.url)
     with engine.connect() as conn:

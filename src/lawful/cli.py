@@ -336,7 +336,16 @@ def erase(
     ids = _identities(located.manifest, email, phone, cookie_id, identity, emails_file)
     persons = sum(len(v) for v in ids.values.values()) if emails_file else 1
     plan = _plan(located.manifest)
-    result = _engine_call(lambda: engine_erase(plan, ids, dry_run=dry_run, persons=persons))
+    if emails_file and err.is_terminal:
+        # A batch takes seconds to minutes: say what it is doing meanwhile (on stderr, so
+        # --format json keeps stdout to its one document).
+        with err.status(f"erasing {persons:,} persons") as status:
+            result = _engine_call(lambda: engine_erase(
+                plan, ids, dry_run=dry_run, persons=persons,
+                phase=lambda what: status.update(f"erasing {persons:,} persons: {what}")))
+    else:
+        result = _engine_call(lambda: engine_erase(plan, ids, dry_run=dry_run,
+                                                   persons=persons))
     if fmt is OutputFormat.json:
         print(json.dumps(result.as_dict(), indent=2, default=str))
     else:

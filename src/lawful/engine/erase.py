@@ -708,8 +708,11 @@ def manifest_digest(plan: Plan, conns: Connections) -> str:
 
 
 def erase(plan: Plan, identities: Identities, *, dry_run: bool = False, persons: int = 1,
-          today: dt.date | None = None) -> EraseResult:
+          today: dt.date | None = None, phase: Callable[[str], Any] | None = None
+          ) -> EraseResult:
+    """`phase`, if given, is told what the run is doing as it goes (for a progress line)."""
     started = time.perf_counter()
+    say = phase or (lambda _what: None)
     conns = Connections(plan)
     with conns.session(), collector_paused():
         conns.ping_all()
@@ -729,7 +732,9 @@ def erase(plan: Plan, identities: Identities, *, dry_run: bool = False, persons:
             known = Identities({Identity(k): set(v) for k, v in payload["identities"].items()})
             statements = 0
         else:
+            say("finding every row")
             found = Searcher(plan, conns).find(identities)
+            say(f"deciding for {found.count():,} rows")
             actions, tables = eraser.decide(found)
             known, statements = found.identities, found.statements
             run_id = uuid.uuid4().hex
@@ -752,12 +757,15 @@ def erase(plan: Plan, identities: Identities, *, dry_run: bool = False, persons:
                     "actions": actions, "tables": [t.__dict__ for t in tables],
                     "identities": known.as_dict()})
             hashes = _soon(aside, state.identity_hashes, known)
+            say("writing")
             result.statements += eraser.apply(
                 run_id, actions, before_commit=journal.result if journal else None)
             if journal is not None:
                 journal.result()  # nothing to write anywhere: its failure is still raised
+            say("verifying: searching again")
             result.leftovers = verify(plan, conns, known, actions, eraser.today)
             result.verified = not result.leftovers
+            say("adding to the suppression list")
             result.suppressed = state.suppress_and_close(
                 known, "erasure", run_id, {"tables": [t.__dict__ for t in tables],
                                            "verified": result.verified},
