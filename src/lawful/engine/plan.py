@@ -32,12 +32,11 @@ from lawful.manifest.model import (
 from lawful.manifest.taxonomy import Taxonomy
 
 _PSEUDONYM = re.compile(r"^[0-9a-f]{64}$")
+_MASKED = re.compile(r"^\*+[^*]{0,4}$")
 
 
 def _is_none(value: Any) -> bool:
     return value is None
-
-_MASKED = re.compile(r"^\*+[^*]{0,4}$")
 
 
 @dataclass(frozen=True, order=True)

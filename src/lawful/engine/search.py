@@ -90,7 +90,6 @@ def table_clause(tp: TablePlan) -> sa.TableClause:
     return clause
 
 
-
 def ordered(values: Iterable[Any]) -> list[Any]:
     """Sorted as the database orders them where the values allow it (integers, strings, tuples
     of either), else by their text. Neighbouring keys then fall in the same chunk of an IN
