@@ -174,11 +174,13 @@ class Connections:
         working at once, and each result is handed over as soon as it is there, so the caller
         works on the rows of one table while the servers read the next (readahead.py)."""
         raw: Any = conn.connection.dbapi_connection
-        cursors = [raw.cursor() for _ in queries]
+        spread = conn.dialect.name in SPREAD_ON and len(queries) > 1 and stream
+        # The readers open their own cursors: these are for the statements run here.
+        cursors = [] if spread else [raw.cursor() for _ in queries]
         current = queries[0][0] if queries else None
         ahead: Iterator[tuple[int, list[tuple[Any, ...]]]] | None = None
         try:
-            if conn.dialect.name in SPREAD_ON and len(queries) > 1 and stream:
+            if spread:
                 system = queries[0][0].key.system
                 assert conn is self.connection(system), "the reads of one system only"
                 ahead = read_ahead(self.readers(system), queries)
